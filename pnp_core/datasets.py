@@ -117,3 +117,31 @@ def load_params(path, fold: str | None = None) -> pd.DataFrame:
             raise ValueError(f"unknown fold {fold!r}; choose one of {FOLDS}")
         df = df[df["fold"] == fold]
     return df.sort_values("id").reset_index(drop=True)
+
+
+def theta_batches(df: pd.DataFrame, space: ParamSpace, batch_size: int, *, device="cpu",
+                  dtype=None, desc: str | None = None, progress: bool = True):
+    """Iterate over ``df`` in batches of physical θ, with a progress bar.
+
+    Yields
+    ------
+    ids : ndarray (b,) int64
+    theta : Tensor (b, P) of ``dtype`` on ``device``, validated (finite, in range)
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
+    missing = [n for n in space.names if n not in df.columns]
+    if missing:
+        raise ValueError(f"parameter table lacks column(s) {missing} of the synthesizer")
+    ids = df["id"].to_numpy()
+    theta = df[space.names].to_numpy(dtype=np.float64)
+    space.validate(theta, ids)
+    dtype = dtype or torch.get_default_dtype()
+    with tqdm(total=len(df), desc=desc, unit="sample", disable=not progress) as bar:
+        for start in range(0, len(df), batch_size):
+            sl = slice(start, start + batch_size)
+            yield ids[sl], torch.as_tensor(theta[sl], dtype=dtype, device=device)
+            bar.update(len(ids[sl]))

@@ -1,0 +1,28 @@
+# pnp: perceptual–neural–physical sound matching (Han, Lostanlen & Lagrange, TASLP 2024).
+#
+#   snakemake --cores all                                    # laptop default (config.yaml)
+#   snakemake --cores all --configfile workflow/presets/paper.yaml
+#
+# Output paths are the API between rules; see README.md and ../shared/DESIGN.md.
+from snakemake.utils import min_version
+
+from pnp_core.config import validate_config
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+validate_config(config, f"{workflow.basedir}/workflow/schemas/config.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/features.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        all_targets(),

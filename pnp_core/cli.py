@@ -1,0 +1,65 @@
+"""The ``pnp`` command line (also ``python -m pnp_core``): what workflow rules call.
+
+Each subcommand lives in :mod:`pnp_core.commands` as a module with ``HELP``,
+``add_arguments(parser)`` and ``run(args) -> int``. Run ``pnp <cmd> --help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+#: subcommand name → module in pnp_core.commands
+COMMANDS = {
+    "info": "info",
+    "check-config": "check_config",
+    "dataset": "dataset",
+    "features": "features",
+    "jacobian": "jacobian",
+    "merge-jacobian": "merge_jacobian",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from pnp_core import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="pnp",
+        description="Perceptual–neural–physical sound matching: pipeline steps. "
+                    "Snakemake rules call these; they also run by hand.",
+    )
+    parser.add_argument("--version", action="version", version=f"pnp_core {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="<command>", required=True)
+    for name, module in COMMANDS.items():
+        try:
+            mod = importlib.import_module(f"pnp_core.commands.{module}")
+        except ModuleNotFoundError as err:
+            if err.name != f"pnp_core.commands.{module}":
+                raise
+            continue  # a command whose module is not written yet
+        p = sub.add_parser(name, help=mod.HELP, description=mod.__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from pnp_core.config import ConfigError
+
+    try:
+        return int(args._run(args) or 0)
+    except (ConfigError, ValueError, TypeError, KeyError, FileNotFoundError) as err:
+        msg = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"pnp {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

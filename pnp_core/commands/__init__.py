@@ -1,0 +1,41 @@
+"""Subcommands of the ``pnp`` CLI, one module each; shared argument helpers."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def parse_entry(text: str) -> dict:
+    """A synth entry given as JSON text, or as ``@path`` to a JSON/YAML file."""
+    if text.startswith("@"):
+        import yaml
+
+        return yaml.safe_load(Path(text[1:]).read_text())
+    try:
+        entry = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"--entry is not valid JSON: {err}") from None
+    if not isinstance(entry, dict):
+        raise argparse.ArgumentTypeError("--entry must be a JSON object")
+    return entry
+
+
+def entry_from_args(args) -> dict:
+    """The ``--entry`` of ``args``, validated and with defaults filled."""
+    from pnp_core.config import validate_entry
+
+    return validate_entry(args.entry, args.entry.get("type", "<entry>"))
+
+
+def add_entry_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--entry", type=parse_entry, required=True,
+        help="the synthesizer's validated config entry (synths.<name>) as JSON, or @file",
+    )
+
+
+def add_device_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                        help="auto = CUDA if available, else CPU (default: auto)")

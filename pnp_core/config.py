@@ -1,0 +1,192 @@
+"""Config loading and validation: JSON schema with defaults, then semantic checks.
+
+Errors name the offending key as a dotted path (``synths.ftm.dataset.bins``)
+and say what is allowed, so a wrong config fails at once, before any job runs.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import inspect
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+from jsonschema import Draft202012Validator, validators
+
+
+class ConfigError(ValueError):
+    """A config key or value is wrong; the message names the key."""
+
+
+def _with_defaults(cls):
+    validate_props = cls.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for key, sub in properties.items():
+                if "default" in sub and key not in instance:
+                    instance[key] = copy.deepcopy(sub["default"])
+        yield from validate_props(validator, properties, instance, schema)
+
+    return validators.extend(cls, {"properties": set_defaults})
+
+
+_Validator = _with_defaults(Draft202012Validator)
+
+
+def _key(path) -> str:
+    return ".".join(str(p) for p in path) or "<top level>"
+
+
+def _describe(error) -> str:
+    path = list(error.absolute_path)
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed)) if isinstance(error.instance, dict) else []
+        keys = ", ".join(repr(_key(path + [e])) for e in extra)
+        hint = f"; allowed keys here: {', '.join(allowed)}" if allowed else ""
+        return f"config key {keys} is not allowed (unknown key){hint}"
+    if error.validator == "enum":
+        return f"config key {_key(path)!r}: {error.instance!r} is not one of {error.validator_value}"
+    return f"config key {_key(path)!r}: {error.message}"
+
+
+def load_yaml(path: str | Path) -> dict:
+    with open(path) as fh:
+        data = yaml.safe_load(fh) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config file must hold a mapping, got {type(data).__name__}")
+    return data
+
+
+def merge(base: dict, override: Mapping) -> dict:
+    """Recursive dict merge (like Snakemake's --configfile layering); returns a new dict."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+#: the schema shipped with the package (a link to workflow/schemas/config.schema.yaml)
+SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
+
+
+def _check(instance, schema: dict, what: str, prefix=()) -> None:
+    errors = sorted(_Validator(schema).iter_errors(instance), key=lambda e: list(e.absolute_path))
+    for e in errors:
+        e.absolute_path.extendleft(reversed(prefix))
+    if errors:
+        raise ConfigError(f"invalid {what}:\n  " + "\n  ".join(_describe(e) for e in errors))
+
+
+def validate_config(config: dict, schema_path: str | Path | None = None) -> dict:
+    """Validate ``config`` in place (filling defaults) and run the semantic checks.
+
+    Returns the same dict. Raises :class:`ConfigError` naming the bad key(s).
+    """
+    _check(config, load_yaml(schema_path or SCHEMA_PATH), "config")
+    check_semantics(config)
+    return config
+
+
+def validate_entry(entry: dict, name: str = "<entry>") -> dict:
+    """Validate one ``synths.<name>`` entry (as passed to the CLI), filling defaults."""
+    schema = load_yaml(SCHEMA_PATH)
+    sub = {**schema["$defs"]["synth"], "$defs": schema["$defs"]}
+    _check(entry, sub, f"entry synths.{name}", prefix=("synths", name))
+    check_semantics({"synths": {name: entry}})
+    return entry
+
+
+def import_plugins(config: Mapping) -> None:
+    """Import the modules listed under ``plugins`` (they register user classes)."""
+    for module in config.get("plugins", []):
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            raise ConfigError(f"config key 'plugins': cannot import {module!r}: {err}") from None
+
+
+def _check_kwargs(cls, settings: Mapping, key: str, injected=()) -> None:
+    params = inspect.signature(cls).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return
+    for name in settings:
+        if name not in params or name in injected:
+            allowed = [p for p in params if p not in injected]
+            raise ConfigError(f"config key '{key}.{name}' is not a setting of {cls.__name__} "
+                              f"(allowed: {', '.join(allowed)})")
+
+
+def check_semantics(config: dict) -> None:
+    """Checks a schema cannot express: registry names, settings, fold sizes."""
+    from pnp_core.datasets import GridDesign
+    from pnp_core.features import FEATURES
+    from pnp_core.synth import SYNTHS
+
+    import_plugins(config)
+    for name, entry in config["synths"].items():
+        entry.setdefault("type", name)
+        base = f"synths.{name}"
+        try:
+            cls = SYNTHS.get(entry["type"])
+        except KeyError as err:
+            raise ConfigError(f"config key '{base}.type': {err.args[0]}") from None
+        _check_kwargs(cls, entry["settings"], f"{base}.settings")
+        try:
+            synth = cls(**entry["settings"])
+            design = GridDesign(**entry["dataset"])
+            design.fold_sizes(len(synth.space))
+        except (ValueError, TypeError) as err:
+            raise ConfigError(f"config key '{base}': {err}") from None
+        try:
+            fcls = FEATURES.get(entry["feature"]["type"])
+        except KeyError as err:
+            raise ConfigError(f"config key '{base}.feature.type': {err.args[0]}") from None
+        _check_kwargs(fcls, entry["feature"]["settings"], f"{base}.feature.settings",
+                      injected=("n_samples",))
+
+
+def synth_entry(config: Mapping, name: str) -> dict:
+    """The validated entry of synthesizer ``name`` (a plain dict, JSON-serialisable)."""
+    try:
+        return dict(config["synths"][name])
+    except KeyError:
+        raise ConfigError(f"no synthesizer {name!r} in config key 'synths' "
+                          f"(have: {', '.join(config['synths'])})") from None
+
+
+def build_synth(entry: Mapping):
+    from pnp_core.synth import get_synth
+
+    return get_synth(entry.get("type"), **entry.get("settings", {}))
+
+
+def build_feature(entry: Mapping, synth=None):
+    """The feature map of a synth entry, with ``n_samples`` taken from the synth."""
+    from pnp_core.features import get_feature
+
+    synth = synth or build_synth(entry)
+    feat = entry.get("feature", {})
+    return get_feature(feat.get("type", "jtfs"), n_samples=synth.n_samples, **feat.get("settings", {}))
+
+
+def build_design(entry: Mapping):
+    from pnp_core.datasets import GridDesign
+
+    return GridDesign(**entry.get("dataset", {}))
+
+
+def resolve_device(name: str = "auto") -> Any:
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("config key 'device' is 'cuda' but no CUDA device is available")
+    return torch.device(name)

@@ -1,0 +1,48 @@
+"""Φ(g(θ)) for a whole fold, and the file format it is stored in.
+
+File format (``torch.save`` of a dict, written atomically):
+
+============ ===============================================================
+``ids``      LongTensor (n,): sample ids, ascending (rows of ``features``)
+``features`` Tensor (n, K), float32 or float64: Φ(g(θ_id)), e.g. log-JTFS
+``synth``    str, registry name; ``synth_settings`` dict
+``feature``  str, registry name; ``feature_settings`` dict
+``fold``     str
+============ ===============================================================
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import torch
+
+from pnp_core.datasets import theta_batches
+from pnp_core.io import atomic_path
+
+
+@torch.no_grad()
+def fold_features(df: pd.DataFrame, synth, feature, *, batch_size: int = 8, device="cpu",
+                  dtype=torch.float32, progress: bool = True, desc: str = "features") -> torch.Tensor:
+    """Φ(g(θ)) for every row of ``df`` (sorted by id) → (n, K) on the CPU, ``dtype``."""
+    out = []
+    for _, theta in theta_batches(df, synth.space, batch_size, device=device, dtype=dtype,
+                                  desc=desc, progress=progress):
+        S = feature(synth(theta))
+        if not torch.isfinite(S).all():
+            raise FloatingPointError("non-finite features; check the synthesizer's settings")
+        out.append(S.cpu())
+    if not out:
+        return torch.empty(0, feature.n_coefficients, dtype=dtype)
+    return torch.cat(out)
+
+
+def save_fold_features(path, ids, features: torch.Tensor, **meta) -> None:
+    with atomic_path(path) as tmp:
+        torch.save({"ids": torch.as_tensor(ids, dtype=torch.long), "features": features, **meta}, tmp)
+
+
+def load_fold_features(path) -> dict:
+    data = torch.load(path, map_location="cpu", weights_only=True)
+    if data["ids"].shape[0] != data["features"].shape[0]:
+        raise ValueError(f"{path}: {data['ids'].shape[0]} ids but {data['features'].shape[0]} rows")
+    return data

@@ -1,0 +1,14 @@
+rule make_dataset:
+    output:
+        "results/data/{synth}/params.parquet",
+    log:
+        "logs/make_dataset/{synth}.log",
+    conda:
+        "../../environment.yml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        entry=entry_json,
+    shell:
+        "pnp dataset --entry {params.entry:q} --out {output} > {log} 2>&1"

@@ -23,10 +23,17 @@ def parse_entry(text: str) -> dict:
 
 
 def entry_from_args(args) -> dict:
-    """The ``--entry`` of ``args``, validated and with defaults filled."""
-    from pnp_core.config import validate_entry
+    """The ``--entry`` of ``args``, validated and with defaults filled.
 
-    return validate_entry(args.entry, args.entry.get("type", "<entry>"))
+    An optional ``plugins`` list in the JSON (added by the workflow from the
+    config's top-level ``plugins``) is imported first, so user-registered
+    synthesizers and features resolve in this process too.
+    """
+    from pnp_core.config import import_plugins, validate_entry
+
+    entry = dict(args.entry)
+    import_plugins({"plugins": entry.pop("plugins", [])})
+    return validate_entry(entry, entry.get("type", "<entry>"))
 
 
 def add_entry_argument(parser: argparse.ArgumentParser) -> None:

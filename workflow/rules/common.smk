@@ -14,8 +14,9 @@ wildcard_constraints:
 
 
 def entry_json(wildcards):
-    """The validated config entry of {synth}, as JSON for the CLI's --entry."""
-    return json.dumps(synth_entry(config, wildcards.synth), sort_keys=True)
+    """The validated config entry of {synth} (+ the plugins to import), as JSON for --entry."""
+    entry = {**synth_entry(config, wildcards.synth), "plugins": config["plugins"]}
+    return json.dumps(entry, sort_keys=True)
 
 
 def all_targets():

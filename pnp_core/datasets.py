@@ -137,7 +137,7 @@ def theta_batches(df: pd.DataFrame, space: ParamSpace, batch_size: int, *, devic
     if missing:
         raise ValueError(f"parameter table lacks column(s) {missing} of the synthesizer")
     ids = df["id"].to_numpy()
-    theta = df[space.names].to_numpy(dtype=np.float64)
+    theta = np.array(df[space.names], dtype=np.float64)  # a writable copy for torch
     space.validate(theta, ids)
     dtype = dtype or torch.get_default_dtype()
     with tqdm(total=len(df), desc=desc, unit="sample", disable=not progress) as bar:

@@ -19,6 +19,7 @@ COMMANDS = {
     "features": "features",
     "jacobian": "jacobian",
     "merge-jacobian": "merge_jacobian",
+    "jacobian-summary": "jacobian_summary",
 }
 
 

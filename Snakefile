@@ -20,6 +20,7 @@ validate_config(config, f"{workflow.basedir}/workflow/schemas/config.schema.yaml
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/features.smk"
+include: "workflow/rules/jacobian.smk"
 
 
 rule all:

@@ -100,6 +100,33 @@ def shard_name(shard: int) -> str:
     return f"shard-{int(shard):04d}.parquet"
 
 
+def fold_shard_files(entry: Mapping, fold: str, shard_size: int, folder: str) -> list[str]:
+    """The shard paths ``{folder}/shard-XXXX.parquet`` of ``fold`` for a synth ``entry``.
+
+    The count follows from the dataset design, ceil(fold size / shard_size), so the
+    workflow needs no checkpoint.
+    """
+    from pnp_core.config import build_design, build_synth
+
+    size = build_design(entry).fold_sizes(len(build_synth(entry).space))[fold]
+    return [f"{folder}/{shard_name(k)}" for k in range(n_shards(size, shard_size))]
+
+
+def shard_input(config: Mapping):
+    """A Snakemake input function: wildcards (synth, fold) → the fold's shard files.
+
+    Lives here (not in a .smk file) so that rule files hold no function definitions.
+    """
+    from pnp_core.config import synth_entry
+
+    def shards(wildcards) -> list[str]:
+        entry = synth_entry(config, wildcards.synth)
+        folder = f"results/jacobian/{wildcards.synth}/{wildcards.fold}"
+        return fold_shard_files(entry, wildcards.fold, config["jacobian"]["shard_size"], folder)
+
+    return shards
+
+
 def data_checksum(ids: np.ndarray, M: np.ndarray, eig: np.ndarray) -> str:
     h = hashlib.sha256()
     for arr, dt in ((ids, "<i8"), (M, "<f8"), (eig, "<f8")):

@@ -25,4 +25,10 @@ def all_targets():
     targets += expand(
         "results/features/{synth}/{fold}.pt", synth=SYNTHS, fold=config["features"]["folds"]
     )
+    targets += expand(
+        "results/jacobian/{synth}/{fold}{ext}",
+        synth=SYNTHS,
+        fold=config["jacobian"]["folds"],
+        ext=[".parquet", ".summary.parquet", ".quantiles.parquet"],
+    )
     return targets

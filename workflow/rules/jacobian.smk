@@ -1,0 +1,81 @@
+# The metric M(θ) = JᵀJ of every sample: sharded forward-mode Jacobians, merge, summary.
+# Shard counts follow from the dataset design (no checkpoint): ceil(fold size / shard_size).
+from pnp_core.metric_io import shard_input
+
+# input function: wildcards (synth, fold) → the fold's shard files
+jacobian_shards = shard_input(config)
+
+
+rule compute_jacobian:
+    input:
+        "results/data/{synth}/params.parquet",
+    output:
+        "results/jacobian/{synth}/{fold}/shard-{shard}.parquet",
+    log:
+        "logs/compute_jacobian/{synth}/{fold}/shard-{shard}.log",
+    benchmark:
+        "results/benchmarks/rules/compute_jacobian/{synth}/{fold}/shard-{shard}.tsv"
+    conda:
+        "../../environment.yml"
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=config["jacobian"]["mem_mb"],
+        runtime=config["jacobian"]["runtime"],
+    params:
+        entry=entry_json,
+        shard_size=config["jacobian"]["shard_size"],
+        batch_size=config["jacobian"]["batch_size"],
+        method=config["jacobian"]["method"],
+        budget=config["jacobian"]["memory_budget_mb"],
+        dtype=config["jacobian"]["dtype"],
+        device=config["device"],
+    shell:
+        "pnp jacobian --entry {params.entry:q} --params {input} --fold {wildcards.fold}"
+        " --shard {wildcards.shard} --shard-size {params.shard_size}"
+        " --batch-size {params.batch_size} --method {params.method}"
+        " --memory-budget-mb {params.budget} --dtype {params.dtype} --device {params.device}"
+        " --out {output} > {log} 2>&1"
+
+
+rule merge_jacobian:
+    input:
+        params="results/data/{synth}/params.parquet",
+        shards=jacobian_shards,
+    output:
+        "results/jacobian/{synth}/{fold}.parquet",
+    log:
+        "logs/merge_jacobian/{synth}/{fold}.log",
+    benchmark:
+        "results/benchmarks/rules/merge_jacobian/{synth}/{fold}.tsv"
+    conda:
+        "../../environment.yml"
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        entry=entry_json,
+    shell:
+        "pnp merge-jacobian --entry {params.entry:q} --params {input.params}"
+        " --fold {wildcards.fold} --out {output} {input.shards} > {log} 2>&1"
+
+
+rule summarise_jacobian:
+    input:
+        "results/jacobian/{synth}/{fold}.parquet",
+    output:
+        summary="results/jacobian/{synth}/{fold}.summary.parquet",
+        quantiles="results/jacobian/{synth}/{fold}.quantiles.parquet",
+    log:
+        "logs/summarise_jacobian/{synth}/{fold}.log",
+    benchmark:
+        "results/benchmarks/rules/summarise_jacobian/{synth}/{fold}.tsv"
+    localrule: True
+    conda:
+        "../../environment.yml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    shell:
+        "pnp jacobian-summary {input} --out {output.summary}"
+        " --quantiles-out {output.quantiles} > {log} 2>&1"

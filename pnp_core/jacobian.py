@@ -242,6 +242,19 @@ class Calibration:
     chunk: int | None = None
 
 
+def choose_vmap_chunk(n_params: int, jvp_peak_mb: float | None, budget_mb: float) -> int:
+    """Tangents per vmap pass whose estimated peak memory fits ``budget_mb``.
+
+    The jvp loop holds about two units of memory (primal + one tangent stream), vmap
+    with c tangents about 1 + c units, so one unit ≈ ``jvp_peak_mb``/2. Returns a value
+    in 1…P; 1 means "use the jvp loop". An unmeasured peak (None or 0) returns P.
+    """
+    if not jvp_peak_mb or jvp_peak_mb <= 0:
+        return int(n_params)
+    unit = jvp_peak_mb / 2.0
+    return max(1, min(int(n_params), int(budget_mb // unit) - 1))
+
+
 class JacobianComputer:
     """Computes J, M and eigenvalues for batches of physical θ.
 
@@ -352,11 +365,7 @@ class JacobianComputer:
         if m_jvp is not None and m_jvp > self.budget_mb:
             log.warning("jvp with batch %d peaked at %.0f MB > budget %.0f MB: lower "
                         "jacobian.batch_size", B, m_jvp, self.budget_mb)
-        # vmap with c tangents holds ~ primal + c tangent copies vs primal + 1 for jvp.
-        unit = m_jvp / 2 if m_jvp is not None else None
-        chunk = P
-        if unit is not None and unit > 0:
-            chunk = min(P, int(self.budget_mb // unit) - 1)
+        chunk = choose_vmap_chunk(P, m_jvp, self.budget_mb)
         if chunk >= 2:
             try:
                 Jv, t_v, m_v = self._timed(lambda: jacobian_vmap(self.F, nu, chunk))
@@ -425,6 +434,7 @@ def condition_numbers(eig: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 __all__ = [
     "METHODS", "NonFiniteJacobianError", "forward_map", "jacobian_jvp", "jacobian_vmap",
-    "metric_from_jacobian", "check_finite", "PeakMemory", "JacobianComputer", "compute_metrics",
+    "metric_from_jacobian", "check_finite", "PeakMemory", "choose_vmap_chunk",
+    "JacobianComputer", "compute_metrics",
     "condition_numbers",
 ]

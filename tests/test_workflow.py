@@ -50,7 +50,8 @@ def test_dataset_rule_default_and_paper_fold_sizes(workdir):
     snakemake(workdir, "--cores", "2", *targets)
     ftm = pd.read_parquet(workdir / targets[0])
     assert ftm["fold"].value_counts().to_dict() == {"train": 928, "test": 64, "val": 32}
-    snakemake(workdir, "--cores", "2", "--configfile", "workflow/presets/paper.yaml", *targets)
+    # targets first: --configfile takes several values
+    snakemake(workdir, *targets, "--cores", "2", "--configfile", "workflow/presets/paper.yaml")
     ftm = pd.read_parquet(workdir / targets[0])
     amfm = pd.read_parquet(workdir / targets[1])
     assert ftm["fold"].value_counts().to_dict() == {"train": 82224, "test": 10000, "val": 7776}

@@ -38,7 +38,7 @@ def fold_features(df: pd.DataFrame, synth, feature, *, batch_size: int = 8, devi
 
 def save_fold_features(path, ids, features: torch.Tensor, **meta) -> None:
     with atomic_path(path) as tmp:
-        torch.save({"ids": torch.as_tensor(ids, dtype=torch.long), "features": features, **meta}, tmp)
+        torch.save({"ids": torch.tensor(ids, dtype=torch.long), "features": features, **meta}, tmp)
 
 
 def load_fold_features(path) -> dict:

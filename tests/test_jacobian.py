@@ -25,7 +25,7 @@ from pnp_core.features import FEATURES, Feature, get_feature
 from pnp_core.io import write_parquet
 from pnp_core.jacobian import (JacobianComputer, NonFiniteJacobianError, choose_vmap_chunk,
                                compute_metrics, condition_numbers, forward_map, jacobian_jvp,
-                               jacobian_vmap, metric_from_jacobian)
+                               jacobian_vmap, synth_tangents)
 from pnp_core.metric_io import (MetricFileError, fold_shard_files, merge_metric_shards,
                                 metric_in_rescaling, read_metric, shard_slice, summarise,
                                 write_metric)
@@ -203,11 +203,53 @@ def test_batched_equals_per_sample(ftm, ftm_df, tiny_jtfs, method):
 
 def test_jvp_loop_equals_vmap(ftm, ftm_df, tiny_jtfs):
     scaler = fit(ftm.space, "logminmax", ftm_df)
+    theta = test_theta(ftm_df, ftm.space)
     F = forward_map(ftm, tiny_jtfs, scaler)
-    nu = scaler.forward(test_theta(ftm_df, ftm.space))
-    J_jvp = jacobian_jvp(F, nu)
+    nu = scaler.forward(theta)
+    J_jvp = jacobian_jvp(F, nu)  # autodiff through the whole map
     torch.testing.assert_close(jacobian_vmap(F, nu), J_jvp, rtol=1e-10, atol=1e-10)
     torch.testing.assert_close(jacobian_vmap(F, nu, chunk=2), J_jvp, rtol=1e-10, atol=1e-10)
+    for method, chunk in (("jvp", None), ("vmap", None), ("vmap", 2)):  # the split path
+        computer = JacobianComputer(ftm, tiny_jtfs, scaler, method=method, chunk=chunk)
+        torch.testing.assert_close(computer.jacobian(theta), J_jvp, rtol=1e-9, atol=1e-9)
+
+
+def test_analytic_ftm_tangents_equal_autodiff(ftm_df):
+    # includes drums with modes above Nyquist (high ω and D, thin membrane α → 0)
+    synth = get_synth("ftm", sr=22050, n_samples=N)
+    theta = torch.tensor([[2 * math.pi * 990, 0.75, 0.15, 0.25, 0.05],
+                          [2 * math.pi * 45, 0.08, 1e-5, 1e-5, 0.99],
+                          [2 * math.pi * 300, 0.4, 1e-2, 0.1, 0.5]], dtype=torch.float64)
+    _, w = synth.modal(theta)[1:]
+    assert (w >= math.pi * synth.sr).any() and (w < math.pi * synth.sr).any()
+    for kind in ("logminmax", "raw"):
+        scaler = fit(synth.space, kind, ftm_df)
+        nu = scaler.forward(theta)
+        x_a, dx_a = synth_tangents(synth, scaler, nu, analytic=True)
+        x_d, dx_d = synth_tangents(synth, scaler, nu, analytic=False)
+        torch.testing.assert_close(x_a, x_d, rtol=0, atol=1e-12)
+        err = (dx_a - dx_d).norm(dim=-1) / dx_d.norm(dim=-1)  # (P, B)
+        assert err.max() < 1e-10, err
+    # the full Jacobian by the split equals autodiff through Φ∘g∘h⁻¹
+    feature = PowerSpectrogram(N)
+    computer = JacobianComputer(synth, feature, scaler, method="vmap")
+    assert computer.analytic_synth
+    J_ref = jacobian_vmap(forward_map(synth, feature, scaler), nu)
+    torch.testing.assert_close(computer.jacobian(theta), J_ref, rtol=1e-9, atol=1e-9)
+
+
+def test_analytic_tangents_fall_back_when_the_synth_changes(ftm_df, caplog):
+    synth = get_synth("ftm", sr=22050, n_samples=N)
+    scaler = fit(synth.space, "logminmax", ftm_df)
+    original = synth.synthesize
+    synth.synthesize = lambda theta: original(theta) ** 3  # no longer what ftm_tangents knows
+    computer = JacobianComputer(synth, PowerSpectrogram(N), scaler, method="jvp")
+    theta = test_theta(ftm_df, synth.space, 2)
+    with caplog.at_level("WARNING"):
+        J = computer.jacobian(theta)
+    assert not computer.analytic_synth and "disagree" in caplog.text
+    J_ref = jacobian_jvp(computer.F, computer.nu(theta))
+    torch.testing.assert_close(J, J_ref, rtol=1e-10, atol=1e-10)
 
 
 def test_auto_measures_both_and_keeps_the_faster(ftm, ftm_df):

@@ -30,6 +30,9 @@ def add_arguments(parser) -> None:
                         help="memory budget of the auto choice (default 2000)")
     parser.add_argument("--dtype", default="float64", choices=["float32", "float64"],
                         help="precision of J (M is always float64; default float64)")
+    parser.add_argument("--synth-tangents", default="analytic", choices=["analytic", "autodiff"],
+                        help="synthesizer derivatives: analytic where available (FTM), else "
+                             "autodiff (default analytic; both agree to ~1e-12)")
     add_device_argument(parser)
     parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
     parser.add_argument("--out", required=True, help="output shard path (.parquet)")
@@ -66,7 +69,8 @@ def run(args) -> int:
     device = resolve_device(args.device)
     computer = JacobianComputer(synth, feature, scaler, method=args.method,
                                 memory_budget_mb=args.memory_budget_mb, device=device,
-                                dtype=getattr(torch, args.dtype))
+                                dtype=getattr(torch, args.dtype),
+                                analytic_synth=args.synth_tangents == "analytic")
     t0 = time.perf_counter()
     ids, M, eig = compute_metrics(df, computer, batch_size=args.batch_size,
                                   progress=not args.no_progress,
@@ -80,7 +84,8 @@ def run(args) -> int:
         "fold": args.fold, "shard": args.shard, "n_shards": n_shards(len(fold), size),
         "shard_size": size, "param_names": space.names, "method": computer.chosen_method,
         "auto_trials": cal.trials if cal else None, "dtype": args.dtype, "device": str(device),
-        "batch_size": args.batch_size, "seconds": seconds, "pnp_core_version": pnp_core.__version__,
+        "batch_size": args.batch_size, "seconds": seconds,
+        "synth_tangents": "analytic" if computer.analytic_synth else "autodiff", "pnp_core_version": pnp_core.__version__,
     }
     write_metric(args.out, ids, M, eig, meta)
     per = seconds / max(len(ids), 1)

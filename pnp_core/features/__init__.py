@@ -1,16 +1,10 @@
 """Auditory feature maps Φ (B, N) → (B, K), by name.
 
-Importing this package registers the built-in features (``mss``, and ``jtfs``
-when its module is present).
+Importing this package registers the built-in features ``mss`` and ``jtfs``.
 """
 
 from pnp_core.features.base import FEATURES, Feature, log1p_compress
-from pnp_core.features import mss  # noqa: F401  (register built-ins)
-
-try:  # the JTFS module registers itself as "jtfs"
-    from pnp_core.features import jtfs  # noqa: F401
-except ImportError:  # pragma: no cover - only while jtfs.py is being written
-    pass
+from pnp_core.features import jtfs, mss  # noqa: F401  (register built-ins)
 
 
 def get_feature(name: str, **settings) -> Feature:

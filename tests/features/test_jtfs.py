@@ -1,0 +1,390 @@
+"""Tests for our JTFS (pnp_core.features.jtfs) and its filter bank.
+
+Small settings (N = 2**12 or 2**13, J ≤ 8) keep the file fast on 2 CPU cores;
+only the paper-size coefficient count builds N = 2**16 filters (no forward).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch.func import jacfwd, jvp, vjp, vmap
+
+from pnp_core.features import filterbank as fb
+from pnp_core.features import get_feature
+from pnp_core.features.jtfs import (JTFS, LAPTOP_FTM, PAPER_AMFM, PAPER_FTM, _tensors, calibrate_eps,
+                                    modulus_sum, real_block)
+from pnp_core.synth import get_synth
+
+N = 2**12
+SMALL = dict(n_samples=N, J=6, Q=(8, 1), Q_fr=1, F=2, T="global")
+
+
+def small(**kw) -> JTFS:
+    return JTFS(**{**SMALL, **kw})
+
+
+def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).norm() / b.norm())
+
+
+def drum(n: int = N, dtype=torch.float64, f0: float = 200.0) -> torch.Tensor:
+    g = get_synth("ftm", sr=22050, n_samples=n)
+    theta = torch.tensor([[2 * math.pi * f0, 0.4, 1e-3, 1e-3, 0.5]], dtype=dtype)
+    return g(theta)
+
+
+def chirp(n: int, f_start: float, f_end: float) -> torch.Tensor:
+    """Hann-windowed exponential chirp over the middle half, (1, n) float64."""
+    m = n // 2
+    t = torch.arange(m, dtype=torch.float64)
+    k = math.log(f_end / f_start) / m
+    phase = 2 * math.pi * f_start * (torch.exp(k * t) - 1) / k
+    x = torch.zeros(n, dtype=torch.float64)
+    x[n // 4:n // 4 + m] = torch.hann_window(m, dtype=torch.float64) * torch.cos(phase)
+    return x[None]
+
+
+# ---------------------------------------------------------------------------
+# filter bank
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("Q, floor", [(1, 0.65), (8, 0.8), (12, 0.8)])
+def test_time_littlewood_paley_bounded_near_design(Q, floor):
+    bank = fb.time_wavelets(2**14, 8, Q)
+    lp = fb.littlewood_paley(bank.filters)
+    w = np.fft.fftfreq(2**14)
+    assert lp.max() == pytest.approx(fb.LP_PEAK_TIME, rel=1e-12)
+    assert np.all(lp[w < 0] == 0)                                   # analytic
+    # constant-Q region: between the lowest geometric ξ and the highest ξ
+    geo = (w >= bank.xi[len(bank.xi) - Q]) & (w <= bank.xi[0])
+    assert lp[geo].min() >= floor * fb.LP_PEAK_TIME
+
+
+def test_frequential_littlewood_paley_up_plus_down():
+    xis, sigmas, _ = fb.frequential_params(6, 1)
+    L = 512
+    scale = fb.frequential_lp_scale(L, xis, sigmas)
+    up = np.stack([fb.morlet_1d(L, x, s) for x, s in zip(xis, sigmas)]) * scale
+    down = up[:, (-np.arange(L)) % L]
+    lp = fb.littlewood_paley(up) + fb.littlewood_paley(down)
+    w = np.abs(np.fft.fftfreq(L))
+    assert lp.max() == pytest.approx(fb.LP_PEAK_FREQ, rel=1e-12)
+    assert lp[(w >= xis[-1]) & (w <= xis[0])].min() >= 0.65
+
+
+@pytest.mark.parametrize("Q", [1, 8, 12])
+def test_centre_frequencies_geometric_with_q_per_octave(Q):
+    bank = fb.time_wavelets(2**13, 7, Q)
+    xi = np.array(bank.xi)
+    n_geo = len(xi) - (Q - 1)                                       # then Q-1 linear ones
+    ratios = xi[:n_geo - 1] / xi[1:n_geo]
+    np.testing.assert_allclose(ratios, 2 ** (1 / Q), rtol=1e-12)
+    assert np.all(np.diff(xi) < 0)
+    # j is the largest alias-free subsampling, by the |ξ| rule
+    for x, s, j in zip(bank.xi, bank.sigma, bank.j):
+        assert x + fb.ALPHA * s <= 2.0 ** -(j + 1) or j == 0
+        assert min(x + fb.ALPHA * s, 0.5) > 2.0 ** -(j + 2)
+        assert fb.max_dyadic_subsampling(-x, s) == j
+
+
+def test_paper_frequential_design():
+    xis, sigmas, js = fb.frequential_params(6, 1)
+    np.testing.assert_allclose(xis, 0.35 * 2.0 ** -np.arange(7))
+    assert js == (0, 0, 0, 1, 2, 3, 4)
+    # 'exclude': wavelets wider than the stack are dropped → 4, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7
+    heights = [14, 26, 38, 50, 62, 74, 86, 98, 110, 122, 130]
+    kept = [sum(fb.frequential_width(s) <= R for s in sigmas) for R in heights]
+    assert kept == [4, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7]
+    assert fb.default_J_fr(130) == 6
+
+
+def test_fold_levels_are_sum_folds():
+    h = fb.lowpass(2**12, 2**5)
+    levels = fb.fold_levels(h, 4)
+    for k, level in enumerate(levels):
+        assert level.shape == (2**12 // 2**k,)
+        assert level[0] == pytest.approx(1.0, rel=1e-12)             # DC gain kept
+        # = DFT of the time-subsampled filter times 2^k
+        np.testing.assert_allclose(np.fft.ifft(level), np.fft.ifft(h)[::2**k] * 2**k, atol=1e-14)
+
+
+@pytest.mark.parametrize("mode", ["zero", "reflect"])
+def test_convolution_matrices_equal_padded_fft_convolution(mode):
+    rng = np.random.default_rng(0)
+    R, L = 11, 32
+    filt = np.stack([fb.morlet_1d(L, 0.2, 0.05), fb.lowpass(L, 2)])
+    H = fb.convolution_matrices(filt, R, mode)
+    v = rng.standard_normal(R) + 1j * rng.standard_normal(R)
+    left = (L - R) // 2
+    padded = np.pad(v, (left, L - R - left), mode="constant" if mode == "zero" else "reflect")
+    direct = np.fft.ifft(np.fft.fft(padded)[None] * filt, axis=-1)[:, left:left + R]
+    np.testing.assert_allclose(H @ v, direct, atol=1e-12)
+
+
+def test_real_block_reproduces_complex_product():
+    rng = np.random.default_rng(1)
+    H = rng.standard_normal((6, 4)) + 1j * rng.standard_normal((6, 4))
+    Y = rng.standard_normal((4, 9)) + 1j * rng.standard_normal((4, 9))
+    block = real_block(H)
+    Ys = np.concatenate([Y.real, Y.imag])
+    np.testing.assert_allclose(block[0] @ Ys, (H @ Y).real, atol=1e-12)
+    np.testing.assert_allclose(block[1] @ Ys, (H @ Y).imag, atol=1e-12)
+
+
+# ---------------------------------------------------------------------------
+# sizes and metadata
+# ---------------------------------------------------------------------------
+
+def test_paper_sizes_without_forward():
+    # documented in the module docstring; 87 fewer than the paper's 20,762 (one ψ1 fewer)
+    f = JTFS(**PAPER_FTM)
+    assert f.n_coefficients == 20675
+    assert f.path_sizes() == {"S0": 1, "S1": 1088, "phi_t*phi_f": 1040, "phi_t*psi_f": 7280,
+                              "psi_t*phi_f": 810, "psi_t*psi_f_up": 5228, "psi_t*psi_f_down": 5228}
+    assert f.J_fr == 6
+    assert [st.n_rows for st in f.plan.stacks] == [14, 26, 38, 50, 62, 74, 86, 98, 110, 122, 130]
+    assert [len(st.fbank.psi_index) for st in f.plan.stacks] == [4, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7]
+    assert f.plan.pad.N_pad == 2**17 and f.plan.n_frames == 8
+    assert JTFS(**PAPER_AMFM).n_coefficients == 15971
+    assert JTFS(**{**PAPER_FTM, "include_s0": False}).n_coefficients == 20674
+    assert JTFS(**LAPTOP_FTM).n_coefficients == 21309
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(include_s0=True), dict(T=2**5), dict(pad_mode="reflect"),
+                                dict(pad_mode_fr="reflect", Q_fr=2, J_fr=3)])
+def test_n_coefficients_meta_and_paths_agree(kw):
+    f = small(**kw)
+    x = torch.randn(2, N, dtype=torch.float64)
+    out = f(x)
+    paths = f.paths(x)
+    meta = f.meta()
+    assert out.shape == (2, f.n_coefficients)
+    assert len(meta) == f.n_coefficients
+    assert sum(p["coef"][0].numel() for p in paths) == f.n_coefficients
+    assert [p["name"] for p in paths] == [s.name for s in f.plan.paths]
+    names = {p["name"] for p in paths}
+    assert names >= {"S1", "phi_t*phi_f", "phi_t*psi_f", "psi_t*phi_f", "psi_t*psi_f_up", "psi_t*psi_f_down"}
+    assert ("S0" in names) == bool(kw.get("include_s0"))
+    for p in paths:
+        assert p["coef"].shape[1:] == (len(p["n1"]), p["frames"])
+        assert p["spin"] == {"psi_t*psi_f_up": 1, "psi_t*psi_f_down": -1, "phi_t*psi_f": 1}.get(p["name"], 0)
+    # the flat vector is the paths in order; meta rows line up with it
+    flat = torch.cat([p["coef"].flatten(1) for p in paths], dim=1)
+    torch.testing.assert_close(f.coefficients(x), flat)
+    up = torch.tensor((meta.path == "psi_t*psi_f_up").values)
+    assert (meta.spin[meta.path == "psi_t*psi_f_up"] == 1).all()
+    assert up.sum() == sum(p["coef"][0].numel() for p in paths if p["name"] == "psi_t*psi_f_up")
+    assert set(meta.order.unique()) <= {0, 1, 2}
+    assert (meta.j1[meta.order == 2] < meta.j2[meta.order == 2]).all()
+
+
+def test_global_frames_and_local_frames():
+    f = small()
+    x = torch.randn(1, N, dtype=torch.float64)
+    for p in f.paths(x):
+        expected = 1 if p["name"].startswith("psi_t") else N // 2**6
+        assert p["frames"] == expected == p["coef"].shape[-1]
+    g = small(T=2**5)
+    assert all(p["coef"].shape[-1] == N // 2**5 for p in g.paths(x))
+
+
+def test_registry_and_settings_errors():
+    assert isinstance(get_feature("jtfs", **SMALL), JTFS)
+    x = torch.randn(1, N + 1)
+    with pytest.raises(ValueError, match="n_samples"):
+        small()(x)
+    with pytest.raises(ValueError, match="pad_mode"):
+        small(pad_mode="circular")
+    with pytest.raises(ValueError, match="T must be"):
+        small(T="local")
+    with pytest.raises(ValueError, match="log_eps"):
+        small(log_eps=0.0)
+    with pytest.raises(ValueError, match="J"):
+        small(J=13)
+
+
+# ---------------------------------------------------------------------------
+# the transform
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kw", [dict(), dict(T=2**5, pad_mode="reflect", pad_mode_fr="reflect")])
+def test_coefficients_non_negative_except_s0(device, kw):
+    f = small(include_s0=True, **kw)
+    gen = torch.Generator().manual_seed(0)
+    impulse = torch.zeros(1, N, dtype=torch.float64)
+    impulse[0, N // 3] = 1.0
+    x = torch.cat([torch.randn(1, N, generator=gen, dtype=torch.float64), drum(), impulse]).to(device)
+    for p in f.paths(x):
+        if p["name"] != "S0":
+            assert (p["coef"] >= 0).all(), p["name"]
+    not_s0 = torch.tensor((f.meta().path != "S0").values, device=x.device)
+    assert (f(x)[:, not_s0] >= 0).all()
+
+
+def test_global_averaging_is_invariant_to_delay():
+    # S1 and the φ_t paths are averaged at T = 2^J; with 2^J = N they have one frame
+    # spanning the whole input, so every path is (near) global.
+    f = JTFS(N, J=12, Q=(8, 1), T="global", log_eps=None)
+    gen = torch.Generator().manual_seed(1)
+    burst = torch.randn(N // 4, generator=gen, dtype=torch.float64) * torch.hann_window(N // 4, dtype=torch.float64)
+    x = torch.zeros(2, N, dtype=torch.float64)
+    x[0, 3 * N // 8:5 * N // 8] = burst
+    x[1, 3 * N // 8 + 256:5 * N // 8 + 256] = burst
+    S = f.coefficients(x)
+    assert rel(S[1], S[0]) < 0.01
+    # control: with local averaging (T = 2^6) the same delay is clearly visible
+    g = JTFS(N, J=12, Q=(8, 1), T=2**6, log_eps=None)
+    L = g.coefficients(x)
+    assert rel(L[1], L[0]) > 0.1
+
+
+def test_chirp_direction_excites_matching_spin():
+    f = JTFS(2**13, J=8, Q=(8, 1), T="global", log_eps=None)
+
+    def up_down_energy(x):
+        paths = f.paths(x)
+        up = sum(float((p["coef"] ** 2).sum()) for p in paths if p["name"] == "psi_t*psi_f_up")
+        down = sum(float((p["coef"] ** 2).sum()) for p in paths if p["name"] == "psi_t*psi_f_down")
+        return up / down
+
+    rising, falling = up_down_energy(chirp(2**13, 0.01, 0.2)), up_down_energy(chirp(2**13, 0.2, 0.01))
+    assert rising > 10.0 and falling < 0.1
+    assert rising * falling == pytest.approx(1.0, rel=0.05)    # time reversal swaps the spins
+
+
+def test_batch_equals_per_sample(device):
+    f = small(include_s0=True)
+    gen = torch.Generator().manual_seed(2)
+    x = torch.cat([torch.randn(2, N, generator=gen, dtype=torch.float64), drum()]).to(device)
+    batched = f(x)
+    single = torch.cat([f(x[i:i + 1]) for i in range(3)])
+    torch.testing.assert_close(batched, single, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(vmap(f)(x[:, None])[:, 0], batched, rtol=1e-10, atol=1e-12)
+
+
+def test_float32_matches_float64(device):
+    f = small(include_s0=True, log_eps=None)
+    x = torch.cat([drum(), torch.randn(1, N, dtype=torch.float64, generator=torch.Generator().manual_seed(3))])
+    x = x.to(device)
+    S64 = f.coefficients(x)
+    S32 = f.coefficients(x.float())
+    assert S32.dtype == torch.float32
+    assert rel(S32.double(), S64) < 1e-4
+    g = small(include_s0=True)
+    assert rel(g(x.float()).double(), g(x)) < 1e-4
+
+
+def test_filters_cached_per_settings_device_dtype():
+    f, g = small(), small()
+    cpu = torch.device("cpu")
+    t64 = _tensors(f._key, f.plan, cpu, torch.float64)
+    assert _tensors(g._key, g.plan, cpu, torch.float64) is t64
+    t32 = _tensors(f._key, f.plan, cpu, torch.float32)
+    assert t32 is not t64 and t32["psi1"][0].dtype == torch.float32
+    assert t32["H2_block"][0].dtype == torch.float32 and t64["H2"][0].dtype == torch.complex128
+
+
+def test_trimmed_global_mean_matches_full_padded_mean():
+    f = JTFS(2**13, J=8, Q=(8, 1), T="global", log_eps=None)
+    assert any(st.window != (0, st.length) for st in f.plan.stacks)   # trimming is active
+    x = torch.cat([drum(2**13), torch.randn(1, 2**13, dtype=torch.float64,
+                                             generator=torch.Generator().manual_seed(4))])
+    trimmed = f.coefficients(x)
+    f._trim = False
+    full = f.coefficients(x)
+    assert rel(trimmed, full) < 1e-3
+    assert (torch.log1p(trimmed / 1e-3) - torch.log1p(full / 1e-3)).abs().max() < 1e-2
+
+
+# ---------------------------------------------------------------------------
+# log compression and ε
+# ---------------------------------------------------------------------------
+
+def test_log_compression_and_signed_s0():
+    f = small(include_s0=True, log_eps=1e-3)
+    x = -1.0 - torch.rand(1, N, dtype=torch.float64)                # negative mean → S0 < 0
+    S = f.coefficients(x)
+    assert S[0, 0] < -1e-3
+    out = f(x)
+    assert torch.isfinite(out).all()
+    assert out[0, 0] == pytest.approx(-math.log1p(-float(S[0, 0]) / 1e-3))
+    torch.testing.assert_close(out[:, 1:], torch.log1p(S[:, 1:].clamp_min(0) / 1e-3))
+    torch.testing.assert_close(small(include_s0=True, log_eps=None)(x), S)
+
+
+def test_calibrate_eps_is_median_of_positive_coefficients():
+    S = torch.tensor([[-5.0, 0.0, 1.0, 2.0, 3.0, 10.0, 100.0]])
+    assert calibrate_eps(S) == pytest.approx(float(torch.tensor([1.0, 2, 3, 10, 100]).median()))
+    with pytest.raises(ValueError):
+        calibrate_eps(torch.zeros(3, 4))
+    f = small(log_eps=None)
+    eps = calibrate_eps(f.coefficients(drum()))
+    assert 0 < eps < float(f.coefficients(drum()).max())
+
+
+# ---------------------------------------------------------------------------
+# derivatives
+# ---------------------------------------------------------------------------
+
+def test_modulus_sum_gradcheck_including_zero_rows():
+    torch.manual_seed(0)
+    H = real_block(np.random.default_rng(0).standard_normal((6, 3)) + 0j)
+    Hb = torch.tensor(H.reshape(12, 6))
+    Ys = torch.randn(2, 6, 9, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda y: modulus_sum(y, Hb), (Ys.requires_grad_(),),
+                                     check_forward_ad=True, check_backward_ad=True)
+    zero = torch.zeros(1, 6, 9, dtype=torch.float64)
+    jf = jacfwd(lambda y: modulus_sum(y, Hb))(zero)
+    jr = torch.func.jacrev(lambda y: modulus_sum(y, Hb))(zero)
+    assert torch.isfinite(jf).all() and torch.isfinite(jr).all()
+
+
+@pytest.mark.parametrize("kind", ["silent", "impulse", "noise"])
+@pytest.mark.parametrize("kw", [dict(include_s0=True), dict(T=2**5, include_s0=True)])
+def test_gradients_finite(device, kind, kw):
+    f = small(**kw)
+    x = torch.zeros(1, N, dtype=torch.float64, device=device)
+    if kind == "impulse":
+        x[0, N // 2] = 1.0
+    elif kind == "noise":
+        x = torch.randn(1, N, dtype=torch.float64, generator=torch.Generator().manual_seed(5)).to(device)
+    # reverse mode (.backward and vjp)
+    xr = x.clone().requires_grad_()
+    f(xr).sum().backward()
+    assert torch.isfinite(xr.grad).all()
+    (g,) = vjp(f, x)[1](torch.ones(1, f.n_coefficients, dtype=x.dtype, device=device))
+    assert torch.isfinite(g).all()
+    # forward mode: jvp at the point, including a zero input
+    v = torch.randn(1, N, dtype=x.dtype, generator=torch.Generator().manual_seed(6)).to(device)
+    out, tangent = jvp(f, (x,), (v,))
+    assert torch.isfinite(out).all() and torch.isfinite(tangent).all()
+    torch.testing.assert_close(g.flatten() @ v.flatten(), tangent.sum(), rtol=1e-8, atol=1e-8)
+
+
+def test_jacfwd_of_jtfs_of_ftm_matches_central_differences():
+    # ν = natural parameters (log10 on log-scaled columns); float64; steps small
+    # enough for the high-curvature ω column (jtfs_spec §9), large enough for round-off.
+    n = 2**12
+    g = get_synth("ftm", sr=22050, n_samples=n)
+    f = JTFS(n, J=6, Q=(8, 1), T="global", include_s0=True, log_eps=1e-3)
+    space = g.space
+    log_mask = torch.tensor(space.log_mask)
+    nu0 = torch.tensor(space.to_natural(np.array([2 * math.pi * 220.0, 0.3, 1e-2, 3e-3, 0.6])))
+
+    def phi(nu):
+        theta = torch.where(log_mask, 10.0 ** nu, nu)
+        return f(g(theta[None]))[0]
+
+    J = jacfwd(phi)(nu0)                                            # (K, 5)
+    for p, step in enumerate([1e-7, 1e-6, 1e-6, 1e-6, 1e-7]):
+        e = torch.zeros(5, dtype=torch.float64)
+        e[p] = step
+        fd = (phi(nu0 + e) - phi(nu0 - e)) / (2 * step)
+        assert rel(J[:, p], fd) < 1e-4, space.names[p]
+    # jvp loop and vmap agree with jacfwd
+    col = jvp(phi, (nu0,), (torch.eye(5, dtype=torch.float64)[2],))[1]
+    torch.testing.assert_close(col, J[:, 2], rtol=1e-10, atol=1e-10)

@@ -1,6 +1,6 @@
 """Speed and memory of our JTFS (forward and Jacobians) against kymatio 0.3.0's Scattering1D.
 
-    python benchmarks/bench_features.py [--quick] [--out results/benchmarks/features.csv]
+    python benchmarks/bench_features.py [--quick] [--threads N] [--out results/benchmarks/features.csv]
 
 Settings (FTM drum at 22050 Hz, θ drawn uniformly in the natural parameter domain, seed 0):
 
@@ -34,7 +34,10 @@ inputs, reads its resident size (VmRSS), runs the warm-up and the timed calls, a
 resident high-water mark (VmHWM, i.e. ``ru_maxrss``) minus that base. So it is the transient
 memory of one call (the warm-up has the same peak as the timed calls), not the filters or the
 interpreter. ``n_coefficients`` is K of the feature (Scattering1D: its output size).
-``load_1min`` is the 1-minute load average when the row finished.
+``load_1min`` is the 1-minute load average when the row finished and ``threads`` torch's
+intra-op thread count. On a shared 2-core machine whose load exceeds 2, every parallel op
+waits for a descheduled worker thread and 2-thread timings become erratic (10× and more
+for small ops); ``--threads 1`` gives stable numbers then.
 
 The script also prints the ratios the issue sets targets for (JTFS forward ≤ 2× Scattering1D
 per sample, Jacobian ≤ 6× JTFS forward, peak memory ≤ 2 GB at batch 8) and, unless --quick,
@@ -54,7 +57,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 COLUMNS = ["impl", "settings", "batch", "dtype", "seconds_per_sample", "peak_memory_mb",
-           "n_coefficients", "seconds_per_sample_median", "n_timed", "load_1min"]
+           "n_coefficients", "seconds_per_sample_median", "n_timed", "load_1min", "threads"]
 
 
 # ---------------------------------------------------------------------------
@@ -82,6 +85,8 @@ def run_case(case: dict) -> dict:
     """Measure one (impl, settings, batch, dtype) in this process; returns a CSV row."""
     import torch
 
+    if case.get("threads"):
+        torch.set_num_threads(case["threads"])
     if case["impl"] == "kymatio030_scattering1d":
         torch.set_flush_denormal(True)          # before any parallel op: worker threads inherit it
     from pnp_core.features import jtfs as J
@@ -151,7 +156,7 @@ def run_case(case: dict) -> dict:
                 seconds_per_sample=times[0] / case["batch"],
                 peak_memory_mb=(peak_kb - base_kb) / 1024.0, n_coefficients=n_coef,
                 seconds_per_sample_median=times[len(times) // 2] / case["batch"],
-                n_timed=len(times), load_1min=os.getloadavg()[0])
+                n_timed=len(times), load_1min=os.getloadavg()[0], threads=torch.get_num_threads())
 
 
 def run_calibration(n_sounds: int = 64) -> list[dict]:
@@ -239,6 +244,7 @@ def summarize(df) -> None:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer rows (paper: batch 1, float32)")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--out", default=str(REPO / "results/benchmarks/features.csv"))
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--calibrate-child", action="store_true", help=argparse.SUPPRESS)
@@ -257,6 +263,7 @@ def main(argv=None) -> None:
 
     rows = []
     for case in cases(args.quick):
+        case["threads"] = args.threads
         t0 = time.perf_counter()
         row = json.loads(spawn(["--child", json.dumps(case)]))
         rows.append(row)

@@ -18,7 +18,12 @@ the memory high-water mark of one case do not leak into the next. In the child:
 2. the Jacobians of ``n`` sounds in batches (J, M = JᵀJ and eigenvalues, as the pipeline
    does), timed; the memory peak is measured around this loop;
 3. the JTFS forward Φ(x) of the same sounds (x = g(θ) precomputed), one sound per call,
-   in the Jacobian's dtype and in float32, and in batches of the Jacobian's batch size.
+   in the Jacobian's dtype and in float32, and in batches of the Jacobian's batch size
+   (median of 3 repeats).
+
+``jac_seconds_per_sample`` is the median over batches of (batch seconds / batch size),
+robust to a neighbour's burst on a shared machine; ``jac_seconds_per_sample_mean`` is
+total seconds / sounds.
 
 Memory: ``jac_peak_mem_mb`` is the transient memory of the Jacobian loop, the process's
 resident high-water mark (VmHWM, reset through /proc/self/clear_refs just before the loop)
@@ -122,24 +127,31 @@ def run_case(case: dict) -> dict:
 
     load0 = os.getloadavg()[0]
     computer.metric(theta[:1])  # warm-up
+    batch_seconds, jac_seconds = [], 0.0  # seconds per sample of each batch; total
     with PeakMemory(device) as mem:
-        t0 = time.perf_counter()
         for s in range(0, n, B):
+            t0 = time.perf_counter()
             J, M, eig = computer.metric(theta[s:s + B])
-        sync()
-        jac_seconds = time.perf_counter() - t0
+            sync()
+            dt = time.perf_counter() - t0
+            jac_seconds += dt
+            batch_seconds.append(dt / len(theta[s:s + B]))
 
     x = synth(theta.to(device=device, dtype=dtype))
     x32 = x.float()
 
-    def per_sound(xx, batch):
+    def per_sound(xx, batch, repeat=3):
+        """Median over repeats of (seconds for all n sounds in calls of ``batch``) / n."""
         feature(xx[:batch])  # warm-up (float32 filters are built on first use)
-        sync()
-        t = time.perf_counter()
-        for s in range(0, n, batch):
-            feature(xx[s:s + batch])
-        sync()
-        return (time.perf_counter() - t) / n
+        runs = []
+        for _ in range(repeat):
+            sync()
+            t = time.perf_counter()
+            for s in range(0, n, batch):
+                feature(xx[s:s + batch])
+            sync()
+            runs.append((time.perf_counter() - t) / n)
+        return float(np.median(runs))
 
     with torch.no_grad():
         with PeakMemory(device) as fmem:
@@ -150,7 +162,8 @@ def run_case(case: dict) -> dict:
 
     import resource
 
-    per_sample = jac_seconds / n
+    # median over batches: robust to a neighbour's burst on a shared machine
+    per_sample = float(np.median(batch_seconds))
     return {
         "setting": case["setting"], "synth": spec["synth"],
         "n_samples": synth.n_samples, "feature": "jtfs",
@@ -160,6 +173,7 @@ def run_case(case: dict) -> dict:
         "device": str(device), "threads": case["threads"], "n_sounds": n,
         "jac_seconds_total": round(jac_seconds, 4),
         "jac_seconds_per_sample": round(per_sample, 4),
+        "jac_seconds_per_sample_mean": round(jac_seconds / n, 4),
         "jac_samples_per_second": round(1.0 / per_sample, 4),
         "jac_peak_mem_mb": None if mem.mb is None else round(mem.mb, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
@@ -187,8 +201,9 @@ def run_case(case: dict) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer cases and sounds")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads per child (default: all cores)")
+    parser.add_argument("--threads", default=None,
+                        help="torch threads per child, or a comma list to run every case with "
+                             "each (default: all cores)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--dtype", default="float64", choices=["float32", "float64"])
     parser.add_argument("--only", default=None, help="run only this setting (laptop, paper, …)")
@@ -207,13 +222,15 @@ def main(argv=None) -> int:
     from pnp_core.io import atomic_path
 
     device = str(resolve_device(args.device))
-    threads = args.threads or os.cpu_count() or 1
+    threads = [int(t) for t in str(args.threads).split(",")] if args.threads else \
+        [os.cpu_count() or 1]
     rows = []
-    todo = [c for c in cases(args.quick) if args.only in (None, c["setting"])]
+    todo = [{**c, "threads": t} for t in threads for c in cases(args.quick)
+            if args.only in (None, c["setting"])]
     for i, case in enumerate(todo, 1):
-        case = {**case, "threads": threads, "device": device, "dtype": args.dtype}
+        case = {**case, "device": device, "dtype": args.dtype}
         print(f"[{i}/{len(todo)}] {case['setting']} {case['method']} batch {case['batch_size']} "
-              f"× {case['n_sounds']} sounds …", flush=True)
+              f"× {case['n_sounds']} sounds, {case['threads']} thread(s) …", flush=True)
         proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(case)],
                               capture_output=True, text=True)
         line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]

@@ -222,7 +222,7 @@ def synth_tangents(synth, scaler: Scaler, nu: torch.Tensor, *, analytic: bool = 
         theta = scaler.inverse(nu)
         x, dx_dtheta = fn(synth, theta)
         S = scaler.jacobian_diag(theta)                    # dθ/dν (B, P)
-        return x, dx_dtheta * S.T.unsqueeze(-1)
+        return x, (dx_dtheta * S.T.unsqueeze(-1)).contiguous()
 
     def G(v):
         return synth(scaler.inverse(v))

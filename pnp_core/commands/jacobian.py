@@ -34,6 +34,8 @@ def add_arguments(parser) -> None:
                         help="synthesizer derivatives: analytic where available (FTM), else "
                              "autodiff (default analytic; both agree to ~1e-12)")
     add_device_argument(parser)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch intra-op threads (default: torch's own choice)")
     parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
     parser.add_argument("--out", required=True, help="output shard path (.parquet)")
 
@@ -52,6 +54,8 @@ def run(args) -> int:
     from pnp_core.metric_io import n_shards, shard_slice, write_metric
     from pnp_core.params import Scaler
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     entry = entry_from_args(args)
     synth = build_synth(entry)
     feature = build_feature(entry, synth)

@@ -17,7 +17,7 @@ rule compute_jacobian:
         "results/benchmarks/rules/compute_jacobian/{synth}/{fold}/shard-{shard}.tsv"
     conda:
         "../../environment.yml"
-    threads: 2
+    threads: config["jacobian"]["threads"]
     resources:
         gpu=1,
         mem_mb=config["jacobian"]["mem_mb"],
@@ -35,7 +35,7 @@ rule compute_jacobian:
         " --shard {wildcards.shard} --shard-size {params.shard_size}"
         " --batch-size {params.batch_size} --method {params.method}"
         " --memory-budget-mb {params.budget} --dtype {params.dtype} --device {params.device}"
-        " --out {output} > {log} 2>&1"
+        " --threads {threads} --out {output} > {log} 2>&1"
 
 
 rule merge_jacobian:

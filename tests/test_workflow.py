@@ -57,3 +57,20 @@ def test_dataset_rule_default_and_paper_fold_sizes(workdir):
     assert ftm["fold"].value_counts().to_dict() == {"train": 82224, "test": 10000, "val": 7776}
     assert amfm["fold"].value_counts().to_dict() == {"train": 21556, "test": 2700, "val": 2744}
     assert (workdir / "logs/make_dataset/ftm.log").exists()
+
+
+@pytest.mark.slow
+def test_default_config_builds_everything(workdir):
+    """`snakemake --cores 2` on the laptop config: datasets, features, merged metrics."""
+    snakemake(workdir, "--cores", "2")
+    params = pd.read_parquet(workdir / "results/data/ftm/params.parquet")
+    merged = pd.read_parquet(workdir / "results/jacobian/ftm/train.parquet")
+    train_ids = params.loc[params["fold"] == "train", "id"]
+    assert sorted(merged["id"]) == sorted(train_ids)
+    for synth in ("ftm", "amfm"):
+        for fold in ("train", "val", "test"):
+            assert (workdir / f"results/jacobian/{synth}/{fold}.parquet").exists()
+        assert (workdir / f"results/features/{synth}/test.pt").exists()
+    # a second run has nothing to do
+    proc = snakemake(workdir, "--cores", "2", "-n")
+    assert "Nothing to be done" in proc.stdout + proc.stderr

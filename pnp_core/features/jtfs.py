@@ -714,16 +714,19 @@ class JTFS(Feature):
         Returns
         -------
         list of dict with keys ``name``, ``coef`` (B, rows, frames) in x's dtype,
-        ``order``, ``n1`` (tuple of first-order indices of the rows), ``n2``,
-        ``j2``, ``n_fr``, ``j_fr``, ``xi_fr``, ``spin`` (+1 up, -1 down, 0 none),
-        ``frames``.
+        ``order``, ``n1`` and ``j1`` (tuples: first-order index and scale of each
+        row; -1 for S0), ``n2``, ``j2`` (second-order wavelet, -1 if none),
+        ``n_fr``, ``j_fr``, ``xi_fr`` (frequential wavelet, -1/NaN for φ_f),
+        ``spin`` (+1 up, -1 down, 0 none), ``frames``.
         """
         lead, blocks = self._run(x)
         coefs = [c for _, b in blocks for c in b.unbind(1)]
+        j1 = self.plan.psi1.j
         out = []
         for spec, c in zip(self.plan.paths, coefs, strict=True):
             out.append(dict(name=spec.name, coef=c.reshape(*lead, *c.shape[-2:]), order=spec.order,
-                            n1=spec.n1, n2=spec.n2, j2=spec.j2, n_fr=spec.n_fr, j_fr=spec.j_fr,
+                            n1=spec.n1, j1=tuple(j1[n] if n >= 0 else -1 for n in spec.n1),
+                            n2=spec.n2, j2=spec.j2, n_fr=spec.n_fr, j_fr=spec.j_fr,
                             xi_fr=spec.xi_fr, spin=spec.spin, frames=spec.frames))
         return out
 

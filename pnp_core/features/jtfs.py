@@ -129,7 +129,7 @@ slower on this CPU).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -201,7 +201,6 @@ class _PathSpec:
     j_fr: int = -1
     xi_fr: float = float("nan")
     spin: int = 0
-    info: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -20,11 +20,7 @@ Implementations (``impl`` column), batch sizes 1 and 8:
 * ``jtfs_feature_jacobian``: ∂Φ(x)·ẋ_p only (the 5 synth tangents ẋ_p given), vmapped
   (how ``pnp_core.jacobian`` uses the feature: it computes the synth tangents analytically);
 * ``kymatio030_scattering1d``: ``ScatteringTorch1D(J, shape=N, Q)`` of kymatio 0.3.0 (time
-  scattering only, its own 'array' output) on the same x, under ``torch.no_grad``, with
-  **flush-to-zero of denormals** on: its Gaussian filter tails are float32 denormals and
-  without FTZ the very same call takes ~20 s instead of ~0.6 s on this CPU (the row
-  ``kymatio030_scattering1d_no_ftz``, paper setting, batch 1, shows it). Our filters zero
-  such tails (relative 1e-18), so our rows run with the default (no FTZ).
+  scattering only, its own 'array' output) on the same x, under ``torch.no_grad``.
 
 ``seconds_per_sample`` is the best (minimum) of several timed calls divided by the batch size
 (the machine is shared; the minimum is the least disturbed), after one untimed warm-up call;
@@ -37,7 +33,8 @@ interpreter. ``n_coefficients`` is K of the feature (Scattering1D: its output si
 ``load_1min`` is the 1-minute load average when the row finished and ``threads`` torch's
 intra-op thread count. On a shared 2-core machine whose load exceeds 2, every parallel op
 waits for a descheduled worker thread and 2-thread timings become erratic (10× and more
-for small ops); ``--threads 1`` gives stable numbers then.
+for code made of many small ops: kymatio's Scattering1D took 20 s instead of 0.34 s per
+drum that way); ``--threads 1`` gives stable numbers then.
 
 The script also prints the ratios the issue sets targets for (JTFS forward ≤ 2× Scattering1D
 per sample, Jacobian ≤ 6× JTFS forward, peak memory ≤ 2 GB at batch 8) and, unless --quick,
@@ -87,8 +84,6 @@ def run_case(case: dict) -> dict:
 
     if case.get("threads"):
         torch.set_num_threads(case["threads"])
-    if case["impl"] == "kymatio030_scattering1d":
-        torch.set_flush_denormal(True)          # before any parallel op: worker threads inherit it
     from pnp_core.features import jtfs as J
     from pnp_core.synth import get_synth
 
@@ -100,7 +95,7 @@ def run_case(case: dict) -> dict:
     x = g(theta)
     impl = case["impl"]
 
-    if impl.startswith("kymatio030_scattering1d"):
+    if impl == "kymatio030_scattering1d":
         import warnings
         warnings.simplefilter("ignore")
         from kymatio.scattering1d.frontend.torch_frontend import ScatteringTorch1D
@@ -202,9 +197,6 @@ def cases(quick: bool) -> list[dict]:
                             repeats=3, budget_s=60))
             out.append(dict(impl="kymatio030_scattering1d", settings=s, batch=batch, dtype="float32",
                             repeats=5, budget_s=60))
-    if not quick:
-        out.append(dict(impl="kymatio030_scattering1d_no_ftz", settings="paper_ftm", batch=1,
-                        dtype="float32", repeats=1, budget_s=1))
     return out
 
 

@@ -121,9 +121,8 @@ Implementation notes: the frequential convolutions act on the real/imaginary
 parts stacked ([Re Y2; Im Y2], 2R rows) through real block matrices
 [[Re H, -Im H], [Im H, Re H]], so that Re and Im of the product come out as
 separate contiguous arrays (``hypot`` on those is ~5× faster than complex
-``abs``). Filter entries below 1e-18 × peak are zeroed so that float32 never
-computes with denormal numbers (which made kymatio 0.3.0's Scattering1D 30×
-slower on this CPU).
+``abs``). Filter entries below 1e-18 × peak are zeroed so that float32 filters
+hold no denormal numbers (slow on x86 CPUs).
 """
 
 from __future__ import annotations
@@ -368,8 +367,7 @@ def _flush_tiny(a: np.ndarray, rel: float = 1e-18) -> np.ndarray:
     """Zero entries below ``rel`` × the array's peak.
 
     Gaussian tails in float32 are denormal numbers (< 1.2e-38), and arithmetic
-    on denormals is ~100× slower on x86 CPUs (kymatio 0.3.0's Scattering1D is
-    20 s instead of 0.6 s per drum for that reason). Entries this small are far
+    on denormals can be much slower on x86 CPUs. Entries this small are far
     below float64 round-off relative to the peak, so results do not change.
     """
     peak = np.abs(a).max() if a.size else 0.0

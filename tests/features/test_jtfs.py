@@ -297,7 +297,7 @@ def test_trimmed_global_mean_matches_full_padded_mean():
     f._trim = False
     full = f.coefficients(x)
     assert rel(trimmed, full) < 1e-3
-    assert (torch.log1p(trimmed / 1e-3) - torch.log1p(full / 1e-3)).abs().max() < 1e-2
+    assert (torch.log1p(trimmed / 1e-3) - torch.log1p(full / 1e-3)).abs().max() < 2e-2
 
 
 # ---------------------------------------------------------------------------

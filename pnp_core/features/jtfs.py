@@ -612,8 +612,9 @@ class JTFS(Feature):
     F : int
         Width (rows) of the frequential lowpass φ_F of the φ_f paths.
     T : int or 'global'
-        Time averaging: int = φ_T of that width everywhere; 'global' = the
-        paper's (S1/φ_t paths at T = 2^J, ψ_t paths mean over time).
+        Time averaging: int = φ_T of width 2^⌊log2 T⌋ everywhere, sampled at
+        that stride; 'global' = the paper's (S1/φ_t paths at T = 2^J, ψ_t
+        paths mean over time).
     pad_mode, pad_mode_fr : {'zero', 'reflect'}
         Padding of the time axis and of the n1 axis.
     max_pad_factor, max_pad_factor_fr : int or None

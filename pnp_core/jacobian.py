@@ -281,22 +281,22 @@ def check_finite(what: str, x: torch.Tensor, ids) -> None:
 # peak memory of a code block (for the auto method and the benchmark)
 
 
-def _vm_hwm_kb() -> int | None:
+def _proc_status_kb(field: str) -> int | None:
+    """A ``kB`` field of /proc/self/status (e.g. VmHWM, VmRSS); None where unavailable."""
     try:
         with open("/proc/self/status") as fh:
-            m = re.search(r"VmHWM:\s+(\d+)\s+kB", fh.read())
+            m = re.search(rf"{field}:\s+(\d+)\s+kB", fh.read())
         return int(m.group(1)) if m else None
     except OSError:
         return None
+
+
+def _vm_hwm_kb() -> int | None:
+    return _proc_status_kb("VmHWM")
 
 
 def _vm_rss_kb() -> int | None:
-    try:
-        with open("/proc/self/status") as fh:
-            m = re.search(r"VmRSS:\s+(\d+)\s+kB", fh.read())
-        return int(m.group(1)) if m else None
-    except OSError:
-        return None
+    return _proc_status_kb("VmRSS")
 
 
 def _reset_hwm() -> bool:

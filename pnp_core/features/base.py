@@ -30,6 +30,34 @@ class Feature(abc.ABC):
     def n_coefficients(self) -> int:
         """K, the length of the flat feature vector."""
 
+    def jacobian_columns(self, x: torch.Tensor, dx: torch.Tensor, *, method: str = "vmap",
+                         chunk: int | None = None) -> torch.Tensor:
+        """Forward-mode products ∂Φ(x)·ẋ_p for P tangents at once.
+
+        The Jacobian stage calls this hook; the default pushes the tangents through
+        ``torch.func.jvp``, either in a Python loop (``method='jvp'``: least memory, the
+        primal recomputed P times) or vmapped ``chunk`` at a time (``'vmap'``). A
+        feature with a cheaper way (sharing the primal's intermediate results across
+        tangents) overrides it.
+
+        Parameters
+        ----------
+        x : Tensor (B, N)
+        dx : Tensor (P, B, N), like ``x``
+        method : {'jvp', 'vmap'}
+        chunk : tangents per vmapped pass (None = all P)
+
+        Returns
+        -------
+        Tensor (B, K, P): column p is ∂Φ(x)·dx[p]
+        """
+        if method == "jvp":
+            return torch.stack([torch.func.jvp(self, (x,), (d,))[1] for d in dx], dim=-1)
+        P = dx.shape[0]
+        chunk = None if chunk is None or chunk >= P else int(chunk)
+        push = torch.func.vmap(lambda d: torch.func.jvp(self, (x,), (d,))[1], chunk_size=chunk)
+        return push(dx).permute(1, 2, 0)
+
     def distance(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Per-sample Euclidean distance ‖Φ(x) − Φ(y)‖₂, shape (B,)."""
         return torch.linalg.vector_norm(self(x) - self(y), dim=-1)

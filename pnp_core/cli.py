@@ -2,6 +2,8 @@
 
 Each subcommand lives in :mod:`pnp_core.commands` as a module with ``HELP``,
 ``add_arguments(parser)`` and ``run(args) -> int``. Run ``pnp <cmd> --help``.
+Errors meant for the user (:class:`pnp_core.errors.PnpError`) print in one line
+and exit with status 2; any other exception is a bug and shows its traceback.
 """
 
 from __future__ import annotations
@@ -35,12 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="<command>", required=True)
     for name, module in COMMANDS.items():
-        try:
-            mod = importlib.import_module(f"pnp_core.commands.{module}")
-        except ModuleNotFoundError as err:
-            if err.name != f"pnp_core.commands.{module}":
-                raise
-            continue  # a command whose module is not written yet
+        mod = importlib.import_module(f"pnp_core.commands.{module}")  # a broken one fails here
         p = sub.add_parser(name, help=mod.HELP, description=mod.__doc__,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         mod.add_arguments(p)
@@ -52,13 +49,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from pnp_core.config import ConfigError
+    from pnp_core.errors import PnpError
 
     try:
         return int(args._run(args) or 0)
-    except (ConfigError, ValueError, TypeError, KeyError, FileNotFoundError) as err:
-        msg = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"pnp {args.command}: error: {msg}", file=sys.stderr)
+    except PnpError as err:  # meant for the user: one line; anything else is a bug (traceback)
+        print(f"pnp {args.command}: error: {err}", file=sys.stderr)
         return 2
 
 

@@ -16,8 +16,7 @@ import yaml
 from jsonschema import Draft202012Validator, validators
 
 
-class ConfigError(ValueError):
-    """A config key or value is wrong; the message names the key."""
+from pnp_core.errors import ConfigError  # noqa: F401  (re-exported)
 
 
 def _with_defaults(cls):
@@ -54,8 +53,17 @@ def _describe(error) -> str:
 
 
 def load_yaml(path: str | Path) -> dict:
-    with open(path) as fh:
-        data = yaml.safe_load(fh) or {}
+    """A YAML mapping from ``path``; a missing file or a syntax error names the file and line."""
+    try:
+        with open(path) as fh:
+            data = yaml.safe_load(fh) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{path}{where}: YAML syntax error: {problem}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a config file must hold a mapping, got {type(data).__name__}")
     return data
@@ -159,27 +167,6 @@ def synth_entry(config: Mapping, name: str) -> dict:
     except KeyError:
         raise ConfigError(f"no synthesizer {name!r} in config key 'synths' "
                           f"(have: {', '.join(config['synths'])})") from None
-
-
-def build_synth(entry: Mapping):
-    from pnp_core.synth import get_synth
-
-    return get_synth(entry.get("type"), **entry.get("settings", {}))
-
-
-def build_feature(entry: Mapping, synth=None):
-    """The feature map of a synth entry, with ``n_samples`` taken from the synth."""
-    from pnp_core.features import get_feature
-
-    synth = synth or build_synth(entry)
-    feat = entry.get("feature", {})
-    return get_feature(feat.get("type", "jtfs"), n_samples=synth.n_samples, **feat.get("settings", {}))
-
-
-def build_design(entry: Mapping):
-    from pnp_core.datasets import GridDesign
-
-    return GridDesign(**entry.get("dataset", {}))
 
 
 def resolve_device(name: str = "auto") -> Any:

@@ -109,18 +109,45 @@ def make_grid_dataset(space: ParamSpace, design: GridDesign) -> pd.DataFrame:
     return df
 
 
-def load_params(path, fold: str | None = None) -> pd.DataFrame:
-    """Read a params Parquet file, optionally restricted to one fold (sorted by id)."""
-    df = pd.read_parquet(path)
+def write_params(df: pd.DataFrame, path, provenance: dict, units: dict) -> None:
+    """Write a params table (format ``pnp-params/1``).
+
+    Columns: ``id`` int64, ``fold`` str (train/val/test), ``bin_code`` str, then one
+    float64 column per parameter in physical units (``units`` maps name → unit).
+    """
+    from pnp_core.io import write_table
+    from pnp_core.spec import PARAMS_FORMAT
+
+    write_table(df, path, PARAMS_FORMAT, {"provenance": provenance, "units": units})
+
+
+def load_params(path, fold: str | None = None, *, space: ParamSpace | None = None) -> pd.DataFrame:
+    """Read a params table, optionally one fold (sorted by id).
+
+    With ``space``, the table must hold every parameter column of it; the error names
+    the file and the missing columns.
+    """
+    from pnp_core.errors import TableFileError
+    from pnp_core.io import read_table
+    from pnp_core.spec import PARAMS_FORMAT
+
+    if fold is not None and fold not in FOLDS:
+        raise ValueError(f"unknown fold {fold!r}; choose one of {FOLDS}")
+    df = read_table(path, PARAMS_FORMAT, what="the params table").data
+    need = ["id", "fold"] + (space.names if space is not None else [])
+    missing = [c for c in need if c not in df.columns]
+    if missing:
+        raise TableFileError(f"{path}: the params table lacks column(s) {missing} "
+                             f"(has {list(df.columns)}); rebuild it with `pnp dataset` "
+                             "for this synthesizer")
     if fold is not None:
-        if fold not in FOLDS:
-            raise ValueError(f"unknown fold {fold!r}; choose one of {FOLDS}")
         df = df[df["fold"] == fold]
     return df.sort_values("id").reset_index(drop=True)
 
 
 def theta_batches(df: pd.DataFrame, space: ParamSpace, batch_size: int, *, device="cpu",
-                  dtype=None, desc: str | None = None, progress: bool = True):
+                  dtype=None, desc: str | None = None, progress: bool = True,
+                  fold: str | None = None):
     """Iterate over ``df`` in batches of physical θ, with a progress bar.
 
     Yields
@@ -138,7 +165,7 @@ def theta_batches(df: pd.DataFrame, space: ParamSpace, batch_size: int, *, devic
         raise ValueError(f"parameter table lacks column(s) {missing} of the synthesizer")
     ids = df["id"].to_numpy()
     theta = np.array(df[space.names], dtype=np.float64)  # a writable copy for torch
-    space.validate(theta, ids)
+    space.validate(theta, ids, fold=fold)
     dtype = dtype or torch.get_default_dtype()
     with tqdm(total=len(df), desc=desc, unit="sample", disable=not progress) as bar:
         for start in range(0, len(df), batch_size):

@@ -1,19 +1,41 @@
-"""Atomic file writes and Parquet helpers.
+"""File IO conventions: atomic writes and the one table format of the project.
 
-Every output is first written to a temporary file in the destination folder and
-then renamed over the final path (``os.replace`` is atomic on POSIX), so an
-interrupted job never leaves a half-written file that looks complete.
+Atomic writes
+    Every output is first written to a temporary file in the destination folder
+    and then renamed over the final path (``os.replace`` is atomic on POSIX), so
+    an interrupted job never leaves a half-written file that looks complete.
+
+Tables
+    Every tabular output (params, metric shards and merged metrics, summaries,
+    histories, predictions, per-sample metrics) is a Parquet file written by
+    :func:`write_table` and read by :func:`read_table`. Its Arrow schema metadata
+    holds one key, ``pnp``, whose value is a JSON object with at least
+
+    ``format``
+        ``"<name>/<version>"``, e.g. ``"pnp-params/1"``; checked on read, so a
+        file of another kind or of an older layout is refused with its path;
+    ``provenance``
+        where the numbers come from (:data:`pnp_core.spec.PROVENANCE_KEYS`),
+
+    and whatever else the writer adds. Parquet page checksums are written and
+    verified. Columns are documented where each format is defined.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Mapping, NamedTuple
 
 import pandas as pd
+
+from pnp_core.errors import TableFileError
+
+#: the Arrow schema-metadata key holding a table's JSON metadata
+META_KEY = b"pnp"
 
 
 @contextlib.contextmanager
@@ -38,23 +60,128 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp_path.unlink()
 
 
-def write_parquet(df: pd.DataFrame, path: str | os.PathLike, **metadata: str) -> None:
-    """Write ``df`` to Parquet atomically; ``metadata`` goes into the file's key-value metadata."""
+def _split_format(fmt: str) -> tuple[str, int]:
+    name, _, version = str(fmt).rpartition("/")
+    if not name or not version.isdigit():
+        raise ValueError(f"table format must look like 'name/1', got {fmt!r}")
+    return name, int(version)
+
+
+def write_table(data, path: str | os.PathLike, fmt: str, meta: Mapping | None = None) -> None:
+    """Write a table atomically with its format and JSON metadata.
+
+    Parameters
+    ----------
+    data : pandas.DataFrame or pyarrow.Table
+        A DataFrame is written without its index.
+    path : output path (.parquet)
+    fmt : ``"<name>/<version>"`` of the table's layout
+    meta : JSON-serialisable mapping stored beside ``format`` (e.g. ``provenance``)
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pa.Table.from_pandas(df, preserve_index=False)
-    if metadata:
-        merged = dict(table.schema.metadata or {})
-        merged.update({k.encode(): str(v).encode() for k, v in metadata.items()})
-        table = table.replace_schema_metadata(merged)
+    _split_format(fmt)
+    table = pa.Table.from_pandas(data, preserve_index=False) if isinstance(data, pd.DataFrame) \
+        else data
+    merged = dict(table.schema.metadata or {})
+    merged[META_KEY] = json.dumps({**(meta or {}), "format": fmt}, sort_keys=True).encode()
+    table = table.replace_schema_metadata(merged)
     with atomic_path(path) as tmp:
-        pq.write_table(table, tmp)
+        pq.write_table(table, tmp, write_page_checksum=True)
 
 
-def read_parquet_metadata(path: str | os.PathLike) -> dict[str, str]:
-    """Key-value metadata written by :func:`write_parquet` (pandas' own entry excluded)."""
+class Table(NamedTuple):
+    """A table read by :func:`read_table`: ``data`` (DataFrame or pyarrow.Table) and ``meta``."""
+
+    data: object
+    meta: dict
+
+
+def _hint(what: str) -> str:
+    return f"delete it and rerun the rule that writes {what}" if what else \
+        "delete it and rerun the rule that wrote it"
+
+
+def read_table_meta(path: str | os.PathLike, fmt: str | None = None, *, what: str = "") -> dict:
+    """The JSON metadata of a table file, its format checked against ``fmt`` (name/version)."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    raw = pq.read_schema(path).metadata or {}
-    return {k.decode(): v.decode() for k, v in raw.items() if k != b"pandas"}
+    path = Path(path)
+    if not path.exists():
+        raise TableFileError(f"{path}: file not found; run the rule that writes "
+                             f"{what or 'it'} first (e.g. snakemake {path})")
+    try:
+        raw = pq.read_schema(path).metadata or {}
+    except (pa.ArrowException, OSError) as err:
+        raise TableFileError(f"{path}: not a readable Parquet file, truncated or corrupted "
+                             f"({err}); {_hint(what)}") from None
+    return _decode_meta(path, raw, fmt, what)
+
+
+def _decode_meta(path: Path, raw: Mapping, fmt: str | None, what: str) -> dict:
+    if META_KEY not in raw:
+        got = "no pnp metadata"
+        raise TableFileError(f"{path}: {got}, so not a table written by pnp_core"
+                             + (f" (expected format {fmt!r})" if fmt else "") + f"; {_hint(what)}")
+    try:
+        meta = json.loads(raw[META_KEY].decode())
+        if not isinstance(meta, dict):
+            raise ValueError("metadata is not a JSON object")
+    except (UnicodeDecodeError, ValueError) as err:
+        raise TableFileError(f"{path}: corrupted metadata ({err}); {_hint(what)}") from None
+    if fmt is not None:
+        want_name, want_version = _split_format(fmt)
+        got = str(meta.get("format", ""))
+        try:
+            got_name, got_version = _split_format(got)
+        except ValueError:
+            raise TableFileError(f"{path}: corrupted metadata (format {got!r}); {_hint(what)}") \
+                from None
+        if got_name != want_name:
+            raise TableFileError(f"{path}: a {got_name!r} table, expected {want_name!r}"
+                                 + (f" ({what})" if what else "") + "; check the path")
+        if got_version != want_version:
+            raise TableFileError(f"{path}: format {got} but this pnp_core reads {fmt}; "
+                                 f"{_hint(what)}")
+    return meta
+
+
+def read_table(path: str | os.PathLike, fmt: str, *, what: str = "", arrow: bool = False,
+               columns: list[str] | None = None) -> Table:
+    """Read a table written by :func:`write_table`, checking its format.
+
+    Parameters
+    ----------
+    path : the .parquet file
+    fmt : expected ``"<name>/<version>"``
+    what : a few words on what the file is, for error messages ("the params table")
+    arrow : return a pyarrow.Table instead of a DataFrame
+    columns : read only these columns
+
+    Raises
+    ------
+    TableFileError
+        Naming ``path``: missing, unreadable/corrupted (page checksums are verified),
+        not a pnp table, of another format or version, or lacking a requested column.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    meta = read_table_meta(path, fmt, what=what)
+    try:
+        table = pq.read_table(path, columns=columns, page_checksum_verification=True)
+    except (pa.ArrowException, OSError) as err:
+        if columns and "No match for FieldRef" in str(err) or "not in schema" in str(err):
+            have = pq.read_schema(path).names
+            raise TableFileError(f"{path}: lacks column(s) "
+                                 f"{sorted(set(columns) - set(have))} (has {have}); "
+                                 f"{_hint(what)}") from None
+        raise TableFileError(f"{path}: unreadable Parquet file, truncated or corrupted ({err}); "
+                             f"{_hint(what)}") from None
+    return Table(table if arrow else table.to_pandas(), meta)
+
+
+__all__ = ["atomic_path", "write_table", "read_table", "read_table_meta", "Table", "META_KEY"]

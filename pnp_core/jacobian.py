@@ -4,9 +4,9 @@ For a batch of B samples with physical parameters θ (B, P), the forward map is
 
     F(ν) = Φ(g(h⁻¹(ν))),   ν = h(θ) ∈ R^P,   F(ν) ∈ R^K,
 
-and its Jacobian J (K × P) is taken **at ν_n = h(θ_n)** (paper_spec §4: the
-reference's min-max script evaluated it at the unscaled θ, a bug). Forward
-mode is used because P (3 or 5) ≪ K (~10⁴): the P columns of J are P
+and its Jacobian J (K × P) is taken **at ν_n = h(θ_n)** (the reference's
+min-max script evaluated it at the unscaled θ, a bug: see docs/paper.md).
+Forward mode is used because P (3 or 5) ≪ K (~10⁴): the P columns of J are P
 Jacobian–vector products with the basis tangents e_1 … e_P.
 
 Batching relies on the synthesizer and feature acting **row-wise** on their
@@ -16,14 +16,13 @@ broadcast over the batch then yields column p of every sample's J in one pass.
 
 The chain rule splits the work in two (:class:`JacobianComputer`):
 
-1. **synthesizer tangents** ẋ_p = ∂g(h⁻¹(ν))/∂ν_p, (P, B, N), with x = g(θ).
-   For the FTM drum they are analytic (:func:`ftm_tangents`: the modal
-   parameters' derivatives by autodiff, the signal's as three matrix products
-   with the damped-sinusoid basis), about 8× cheaper than autodiff through
-   the 100-mode sum; any other synthesizer goes through ``torch.func``.
-   The analytic path is checked against the synthesizer's own output on first
-   use and falls back to autodiff (with a warning) if they disagree.
-2. **feature tangents** J[:, :, p] = ∂Φ(x)·ẋ_p by forward mode through Φ.
+1. **synthesizer tangents** ẋ_p = ∂g(h⁻¹(ν))/∂ν_p, (P, B, N), with x = g(θ):
+   the synthesizer's own :meth:`~pnp_core.synth.Synth.tangents` (analytic for
+   the FTM drum, autodiff by default), times the rescaling's diagonal dθ/dν.
+   An override is checked against the synthesizer's output on first use and
+   falls back to autodiff (with a warning) if they disagree.
+2. **feature tangents** J[:, :, p] = ∂Φ(x)·ẋ_p, by the feature's
+   :meth:`~pnp_core.features.Feature.jacobian_columns`.
 
 Two strategies for step 2 (config ``jacobian.method``):
 
@@ -62,6 +61,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from pnp_core.errors import DataError
 from pnp_core.params import Scaler
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ log = logging.getLogger(__name__)
 METHODS = ("auto", "jvp", "vmap")
 
 
-class NonFiniteJacobianError(FloatingPointError, ValueError):
+class NonFiniteJacobianError(DataError, FloatingPointError):
     """J or M holds NaN/Inf; ``ids`` lists the offending sample ids."""
 
     def __init__(self, what: str, ids: Sequence[int]) -> None:
@@ -139,113 +139,32 @@ def jacobian_vmap(F: Callable, nu: torch.Tensor, chunk: int | None = None) -> to
     return torch.func.vmap(push, chunk_size=chunk)(_basis(nu)).permute(1, 2, 0)
 
 
-def ftm_tangents(synth, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """FTM drum x = g(θ) and its analytic derivatives ∂x/∂θ_p.
-
-    With per-mode amplitude a_m, decay σ_m and frequency ω_m (``synth.modal``,
-    differentiated by forward-mode autodiff: (B, M) tensors, cheap), the unnormalised
-    signal y = Σ_m a_m e^{−σ_m t} sin(ω_m t) has
-
-        ∂y/∂θ_p = Σ_m ȧ_mp E_m S_m + t·Σ_m (−a_m σ̇_mp E_m S_m + a_m ω̇_mp E_m C_m),
-
-    E = e^{−σt}, S = sin ωt, C = cos ωt: three batched matrix products over the
-    modes. Modes at or above Nyquist are masked as in the synthesizer; the peak
-    normalisation x = y/max|y| gives ẋ = ẏ/peak − y·sign(y_k)ẏ_k/peak² at the
-    peak sample k.
-
-    Parameters
-    ----------
-    synth : pnp_core.synth.ftm.FTMDrum
-    theta : Tensor (B, 5), physical units
-
-    Returns
-    -------
-    x : Tensor (B, N)
-    dx : Tensor (P, B, N), ∂x/∂θ_p (physical units), dtype/device of θ
-    """
-    B, P = theta.shape
-    basis = torch.eye(P, dtype=theta.dtype, device=theta.device).unsqueeze(1).expand(P, B, P)
-    (amp, sig, w), (amp_d, sig_d, w_d) = torch.func.vmap(
-        lambda v: torch.func.jvp(synth.modal, (theta,), (v,)), out_dims=(None, 0))(basis)
-    keep = w < math.pi * synth.sr
-    amp = torch.where(keep, amp, torch.zeros_like(amp))
-    amp_d = torch.where(keep, amp_d, torch.zeros_like(amp_d))
-    t = synth.time(theta)
-    # coefficients, (B, ·, M): [ȧ; −a σ̇] multiply E·S, a ω̇ multiplies E·C
-    c_es = torch.cat([amp.unsqueeze(0), amp_d, -amp * sig_d], dim=0).permute(1, 0, 2)
-    c_ec = (amp * w_d).permute(1, 0, 2)
-    acc_s = acc_c = None
-    step = getattr(synth, "mode_chunk", 25)
-    for m0 in range(0, amp.shape[-1], step):
-        sl = slice(m0, m0 + step)
-        E = torch.exp(-sig[:, sl, None] * t)
-        phase = w[:, sl, None] * t
-        part_s = c_es[..., sl] @ (E * torch.sin(phase))   # (B, 1 + 2P, N)
-        part_c = c_ec[..., sl] @ (E * torch.cos(phase))   # (B, P, N)
-        acc_s = part_s if acc_s is None else acc_s + part_s
-        acc_c = part_c if acc_c is None else acc_c + part_c
-    y = acc_s[:, 0]                                        # (B, N)
-    dy = acc_s[:, 1:P + 1] + t * (acc_s[:, P + 1:] + acc_c)  # (B, P, N)
-    peak, k = y.abs().max(dim=-1, keepdim=True)            # (B, 1)
-    dpeak = torch.sign(torch.gather(y, -1, k)).unsqueeze(1) \
-        * torch.gather(dy, -1, k.unsqueeze(1).expand(B, P, 1))  # (B, P, 1)
-    x = y / peak
-    dx = dy / peak.unsqueeze(1) - y.unsqueeze(1) * dpeak / peak.unsqueeze(1) ** 2
-    return x, dx.permute(1, 0, 2)
-
-
-def _analytic_tangents(synth):
-    """The analytic tangent function for ``synth``'s exact class, or None."""
-    from pnp_core.synth.ftm import FTMDrum
-
-    return ftm_tangents if type(synth) is FTMDrum else None
-
-
-def synth_tangents(synth, scaler: Scaler, nu: torch.Tensor, *, analytic: bool = True,
-                   chunk: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def synth_tangents(synth, scaler: Scaler, nu: torch.Tensor, *,
+                   analytic: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """x = g(h⁻¹(ν)) and ẋ_p = ∂x/∂ν_p.
+
+    The synthesizer's :meth:`~pnp_core.synth.Synth.tangents` give ∂x/∂θ (its own
+    analytic form when it has one, else autodiff); the rescaling is diagonal, so
+    ∂x/∂ν_p = ∂x/∂θ_p · dθ_p/dν_p.
 
     Parameters
     ----------
     synth, scaler : the synthesizer g and the rescaling h
     nu : Tensor (B, P)
-    analytic : use the synthesizer's analytic derivatives when there are any
-    chunk : tangents per vmapped pass of the autodiff path (None = all)
+    analytic : use the synthesizer's own :meth:`tangents` (False: autodiff, the base
+        class's implementation)
 
     Returns
     -------
     x : Tensor (B, N)
     dx : Tensor (P, B, N)
     """
-    fn = _analytic_tangents(synth) if analytic else None
-    if fn is not None:
-        theta = scaler.inverse(nu)
-        x, dx_dtheta = fn(synth, theta)
-        S = scaler.jacobian_diag(theta)                    # dθ/dν (B, P)
-        return x, (dx_dtheta * S.T.unsqueeze(-1)).contiguous()
+    from pnp_core.synth import Synth
 
-    def G(v):
-        return synth(scaler.inverse(v))
-
-    P = nu.shape[-1]
-    chunk = None if chunk is None or chunk >= P else int(chunk)
-    x, dx = torch.func.vmap(lambda v: torch.func.jvp(G, (nu,), (v,)), out_dims=(None, 0),
-                            chunk_size=chunk)(_basis(nu))
-    return x, dx
-
-
-def feature_jacobian_jvp(feature, x: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
-    """J = ∂Φ(x)·ẋ_p by a loop of P ``torch.func.jvp``: x (B, N), dx (P, B, N) → (B, K, P)."""
-    return torch.stack([torch.func.jvp(feature, (x,), (d,))[1] for d in dx], dim=-1)
-
-
-def feature_jacobian_vmap(feature, x: torch.Tensor, dx: torch.Tensor,
-                          chunk: int | None = None) -> torch.Tensor:
-    """J = ∂Φ(x)·ẋ_p, the P tangents vmapped (``chunk`` at a time) → (B, K, P)."""
-    P = dx.shape[0]
-    chunk = None if chunk is None or chunk >= P else int(chunk)
-    push = torch.func.vmap(lambda d: torch.func.jvp(feature, (x,), (d,))[1], chunk_size=chunk)
-    return push(dx).permute(1, 2, 0)
+    theta = scaler.inverse(nu)
+    x, dx_dtheta = synth.tangents(theta) if analytic else Synth.tangents(synth, theta)
+    S = scaler.jacobian_diag(theta)                    # dθ/dν (B, P)
+    return x, (dx_dtheta * S.T.unsqueeze(-1)).contiguous()
 
 
 def metric_from_jacobian(J: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -417,7 +336,7 @@ class JacobianComputer:
         self.chunk = chunk
         self.n_params = len(synth.space)
         self.calibration: Calibration | None = None
-        self.analytic_synth = analytic_synth and _analytic_tangents(synth) is not None
+        self.analytic_synth = analytic_synth and synth.has_own_tangents
         self._analytic_checked = False
 
     # -- core -------------------------------------------------------------------------------------
@@ -427,10 +346,9 @@ class JacobianComputer:
         theta = torch.as_tensor(theta, dtype=torch.float64).to(self.device)
         return self.scaler.forward(theta).to(self.dtype)
 
-    def tangents(self, nu: torch.Tensor, chunk: int | None = None):
+    def tangents(self, nu: torch.Tensor):
         """x (B, N) and ẋ (P, B, N) at ν; see :func:`synth_tangents`."""
-        x, dx = synth_tangents(self.synth, self.scaler, nu, analytic=self.analytic_synth,
-                               chunk=chunk)
+        x, dx = synth_tangents(self.synth, self.scaler, nu, analytic=self.analytic_synth)
         if self.analytic_synth and not self._analytic_checked:
             # Guard against the synthesizer changing under the analytic formulas.
             ref = self.synth(self.scaler.inverse(nu))
@@ -440,15 +358,13 @@ class JacobianComputer:
                 log.warning("analytic %s tangents disagree with the synthesizer (max |Δx| = "
                             "%.3g); using autodiff through it", self.synth.name, err)
                 self.analytic_synth = False
-                x, dx = synth_tangents(self.synth, self.scaler, nu, analytic=False, chunk=chunk)
+                x, dx = synth_tangents(self.synth, self.scaler, nu, analytic=False)
             self._analytic_checked = True
         return x, dx
 
     def _jacobian(self, nu: torch.Tensor, method: str, chunk: int | None) -> torch.Tensor:
-        x, dx = self.tangents(nu, chunk)
-        if method == "jvp":
-            return feature_jacobian_jvp(self.feature, x, dx)
-        return feature_jacobian_vmap(self.feature, x, dx, chunk)
+        x, dx = self.tangents(nu)
+        return self.feature.jacobian_columns(x, dx, method=method, chunk=chunk)
 
     def jacobian(self, theta: torch.Tensor, ids=None) -> torch.Tensor:
         """J (B, K, P) at ν = h(θ) for physical θ (B, P); raises on NaN/Inf (naming ``ids``)."""
@@ -536,7 +452,7 @@ def _describe_trial(t: dict) -> str:
 
 
 def compute_metrics(df, computer: JacobianComputer, *, batch_size: int, progress: bool = True,
-                    desc: str = "jacobian"):
+                    desc: str = "jacobian", fold: str | None = None):
     """M and eigenvalues for every row of a params table (sorted by id).
 
     Parameters
@@ -556,7 +472,8 @@ def compute_metrics(df, computer: JacobianComputer, *, batch_size: int, progress
     P = computer.n_params
     ids_out, M_out, eig_out = [], [], []
     for ids, theta in theta_batches(df, computer.synth.space, batch_size, device="cpu",
-                                    dtype=torch.float64, desc=desc, progress=progress):
+                                    dtype=torch.float64, desc=desc, progress=progress,
+                                    fold=fold):
         _, M, eig = computer.metric(theta, ids)
         ids_out.append(np.asarray(ids, dtype=np.int64))
         M_out.append(M.numpy())
@@ -566,23 +483,57 @@ def compute_metrics(df, computer: JacobianComputer, *, batch_size: int, progress
     return np.concatenate(ids_out), np.concatenate(M_out), np.concatenate(eig_out)
 
 
-def condition_numbers(eig: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """λ_max/λ_min and λ_max/λ_2 (2nd smallest) from ascending eigenvalues (n, P).
+def compute_shard(spec, params, fold: str, shard: int = 0, shard_size: int | None = None, *,
+                  batch_size: int = 4, method: str = "auto", memory_budget_mb: float = 2000,
+                  dtype: torch.dtype = torch.float64, device="cpu", analytic_synth: bool = True,
+                  progress: bool = True):
+    """M and eigenvalues of one shard of a fold, with the metadata of its metric file.
 
-    A non-positive denominator (numerically singular M) gives +inf.
+    The rescaling h is fitted on the **train** rows of ``params`` whatever fold is
+    computed (every train row is validated first: a bad one would move the bounds).
+
+    Parameters
+    ----------
+    spec : pnp_core.spec.RunSpec
+    params : DataFrame, the whole params table (all folds)
+    fold, shard, shard_size : rows [shard·size, (shard+1)·size) of the fold sorted by id;
+        ``shard_size`` None = the whole fold in one shard
+    batch_size, method, memory_budget_mb, dtype, device, analytic_synth : see
+        :class:`JacobianComputer`
+
+    Returns
+    -------
+    pnp_core.metric_file.MetricTable (format of :mod:`pnp_core.metric_file`)
     """
-    eig = np.asarray(eig, dtype=np.float64)
-    lmax = eig[:, -1]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        c1 = np.where(eig[:, 0] > 0, lmax / eig[:, 0], np.inf)
-        c2 = np.where(eig[:, 1] > 0, lmax / eig[:, 1], np.inf) if eig.shape[1] > 1 else c1
-    return c1, c2
+    from pnp_core.metric_file import MetricTable, n_shards, shard_slice
+
+    scaler = spec.fit_scaler(params)
+    rows = params[params["fold"] == fold].sort_values("id").reset_index(drop=True)
+    size = shard_size or max(len(rows), 1)
+    df = rows.iloc[shard_slice(len(rows), size, shard)]
+    computer = JacobianComputer(spec.synth, spec.feature, scaler, method=method,
+                                memory_budget_mb=memory_budget_mb, device=device, dtype=dtype,
+                                analytic_synth=analytic_synth)
+    t0 = time.perf_counter()
+    ids, M, eig = compute_metrics(df, computer, batch_size=batch_size, progress=progress,
+                                  desc=f"{spec.name}/{fold} shard {shard} jacobian", fold=fold)
+    seconds = time.perf_counter() - t0
+    cal = computer.calibration
+    meta = {
+        "provenance": spec.provenance(), "scaler": scaler.state(), "fold": fold,
+        "shard": int(shard), "n_shards": n_shards(len(rows), size), "shard_size": int(size),
+        "param_names": spec.space.names, "feature_dim": int(spec.feature.n_coefficients),
+        "method": computer.chosen_method, "auto_trials": cal.trials if cal else None,
+        "dtype": str(dtype).removeprefix("torch."), "device": str(torch.device(device)),
+        "batch_size": int(batch_size), "seconds": seconds,
+        "synth_tangents": "own" if computer.analytic_synth else "autodiff",
+    }
+    return MetricTable(ids=ids, M=M, eig=eig, meta=meta)
 
 
 __all__ = [
     "METHODS", "NonFiniteJacobianError", "forward_map", "jacobian_jvp", "jacobian_vmap",
-    "ftm_tangents", "synth_tangents", "feature_jacobian_jvp", "feature_jacobian_vmap",
+    "synth_tangents", "compute_shard",
     "metric_from_jacobian", "check_finite", "PeakMemory", "choose_vmap_chunk",
     "JacobianComputer", "compute_metrics",
-    "condition_numbers",
 ]

@@ -29,6 +29,8 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
+from pnp_core.errors import DataError
+
 RESCALINGS = ("raw", "log", "minmax", "logminmax")
 
 
@@ -91,8 +93,10 @@ class ParamSpace:
         u = np.asarray(u, dtype=np.float64)
         return np.where(self.log_mask, 10.0 ** u, u)
 
-    def validate(self, theta, ids: Iterable | None = None, *, rtol: float = 1e-9) -> None:
-        """Raise ``ValueError`` naming the parameter and sample id of the first bad θ.
+    def validate(self, theta, ids: Iterable | None = None, *, rtol: float = 1e-9,
+                 fold: str | None = None) -> None:
+        """Raise :class:`~pnp_core.errors.DataError` naming the parameter, sample id
+        (and ``fold`` when given) of the first bad θ.
 
         θ must be finite and inside [low, high] (up to a relative tolerance
         ``rtol`` of the range, for float round-off at the grid's edges).
@@ -107,8 +111,9 @@ class ParamSpace:
         if bad.any():
             row, col = map(int, np.argwhere(bad)[0])
             p = self.params[col]
-            raise ValueError(
-                f"sample id {ids[row]}: parameter {p.name!r} = {arr[row, col]!r} is "
+            where = f" ({fold} fold)" if fold else ""
+            raise DataError(
+                f"sample id {ids[row]}{where}: parameter {p.name!r} = {arr[row, col]!r} is "
                 f"{'not finite' if not np.isfinite(arr[row, col]) else 'out of range'} "
                 f"[{p.low}, {p.high}] {p.unit} ({int(bad.sum())} bad value(s) in total)"
             )

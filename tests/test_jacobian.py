@@ -1,4 +1,4 @@
-"""The Jacobian / metric stage: J by forward mode, M = JᵀJ, shards, merge, CLI, workflow.
+"""The Jacobian / metric computation: J by forward mode, M = JᵀJ, synth tangents.
 
 Small settings throughout (FTM 2**12 samples, a tiny JTFS / spectrogram) so the file runs
 in well under three minutes on two CPU cores.
@@ -6,83 +6,22 @@ in well under three minutes on two CPU cores.
 
 from __future__ import annotations
 
-import json
 import math
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
-import pandas as pd
-import pyarrow.parquet as pq
 import pytest
 import torch
+from testing_plugins import Identity, PowerSpectrogram, SqrtSynth
 
-from pnp_core.cli import main
-from pnp_core.config import validate_entry
-from pnp_core.datasets import GridDesign, load_params, make_grid_dataset
-from pnp_core.features import FEATURES, Feature, get_feature
-from pnp_core.io import write_parquet
+from pnp_core.datasets import GridDesign, make_grid_dataset
+from pnp_core.features import get_feature
 from pnp_core.jacobian import (JacobianComputer, NonFiniteJacobianError, choose_vmap_chunk,
-                               compute_metrics, condition_numbers, forward_map, jacobian_jvp,
-                               jacobian_vmap, synth_tangents)
-from pnp_core.metric_io import (MetricFileError, fold_shard_files, merge_metric_shards,
-                                metric_in_rescaling, read_metric, shard_slice, summarise,
-                                write_metric)
-from pnp_core.params import Param, ParamSpace, Scaler, reparametrise_metric
-from pnp_core.synth import SYNTHS, Synth, get_synth
+                               forward_map, jacobian_jvp, jacobian_vmap, synth_tangents)
+from pnp_core.metric_file import MetricTable, metric_in_rescaling
+from pnp_core.params import Scaler, reparametrise_metric
+from pnp_core.synth import get_synth
 
 N = 2**12
-
-
-# ---------------------------------------------------------------------------------------------
-# test-only synthesizer and features
-
-
-@FEATURES.register("_test_power")
-class PowerSpectrogram(Feature):
-    """log1p(|STFT|²/ε): smooth everywhere (no |z| kink), so finite differences converge."""
-
-    def __init__(self, n_samples: int, n_fft: int = 256) -> None:
-        self.n_samples, self.n_fft = n_samples, n_fft
-
-    def __call__(self, x):
-        win = torch.hann_window(self.n_fft, dtype=x.dtype, device=x.device)
-        X = torch.stft(x, self.n_fft, hop_length=self.n_fft // 4, window=win, center=False,
-                       return_complex=True)
-        return torch.log1p(torch.view_as_real(X).pow(2).sum(-1) / 1e-3).flatten(1)
-
-    @property
-    def n_coefficients(self) -> int:
-        return (self.n_fft // 2 + 1) * (1 + (self.n_samples - self.n_fft) // (self.n_fft // 4))
-
-
-@FEATURES.register("_test_identity")
-class Identity(Feature):
-    def __init__(self, n_samples: int) -> None:
-        self.n_samples = n_samples
-
-    def __call__(self, x):
-        return x
-
-    @property
-    def n_coefficients(self) -> int:
-        return self.n_samples
-
-
-@SYNTHS.register("_test_sqrt")
-class SqrtSynth(Synth):
-    """x(t) = √(a − 1.5)·sin(2π b t): NaN for a < 1.5, infinite ∂x/∂a at a = 1.5."""
-
-    space = ParamSpace([Param("a", "1", 1.0, 2.0), Param("b", "Hz", 1.0, 10.0, log=True)])
-
-    def __init__(self, sr: int = 100, n_samples: int = 64) -> None:
-        self.sr, self.n_samples = sr, n_samples
-
-    def synthesize(self, theta):
-        a, b = theta[:, :1], theta[:, 1:]
-        return torch.sqrt(a - 1.5) * torch.sin(2 * math.pi * b * self.time(theta))
-
 
 # ---------------------------------------------------------------------------------------------
 # fixtures
@@ -242,7 +181,7 @@ def test_analytic_tangents_fall_back_when_the_synth_changes(ftm_df, caplog):
     synth = get_synth("ftm", sr=22050, n_samples=N)
     scaler = fit(synth.space, "logminmax", ftm_df)
     original = synth.synthesize
-    synth.synthesize = lambda theta: original(theta) ** 3  # no longer what ftm_tangents knows
+    synth.synthesize = lambda theta: original(theta) ** 3  # no longer what FTMDrum.tangents knows
     computer = JacobianComputer(synth, PowerSpectrogram(N), scaler, method="jvp")
     theta = test_theta(ftm_df, synth.space, 2)
     with caplog.at_level("WARNING"):
@@ -291,7 +230,8 @@ def test_chain_rule_reparametrisation_equals_direct_recomputation(ftm, ftm_df, d
     norm = (d_dst.unsqueeze(-1) * d_dst.unsqueeze(-2)).sqrt()
     torch.testing.assert_close(M_chain / norm, M_dst / norm, rtol=0, atol=1e-9)
     # the stored-file route gives the same
-    table = _table(np.arange(3), M_src.numpy(), meta={"rescaling": src.state()})
+    table = MetricTable(ids=np.arange(3), M=M_src.numpy(), eig=np.linalg.eigvalsh(M_src.numpy()),
+                        meta={"scaler": src.state()})
     np.testing.assert_allclose(metric_in_rescaling(table, theta.numpy(), dst), M_chain.numpy(),
                                rtol=1e-12)
 
@@ -310,258 +250,3 @@ def test_nonfinite_jacobian_stops_with_the_sample_ids():
     assert torch.isfinite(M).all()
 
 
-# ---------------------------------------------------------------------------------------------
-# shard files and merge
-
-
-def _table(ids, M=None, meta=None):
-    from pnp_core.metric_io import MetricTable
-
-    ids = np.asarray(ids, dtype=np.int64)
-    if M is None:
-        rng = np.random.default_rng(int(ids.sum()))
-        A = rng.normal(size=(len(ids), 3, 3))
-        M = A @ np.swapaxes(A, 1, 2)
-    return MetricTable(ids=ids, M=M, eig=np.linalg.eigvalsh(M), meta=dict(meta or {}))
-
-
-def _write_shards(folder: Path, fold_ids, shard_size, **meta_over):
-    paths = []
-    k = -(-len(fold_ids) // shard_size)
-    for s in range(k):
-        t = _table(fold_ids[shard_slice(len(fold_ids), shard_size, s)])
-        meta = {"synth": "x", "fold": "test", "shard": s, "n_shards": k, "shard_size": shard_size,
-                "rescaling": {"kind": "logminmax", "lo": [0, 0, 0], "hi": [1, 1, 1]},
-                **meta_over}
-        path = folder / f"shard-{s:04d}.parquet"
-        write_metric(path, t.ids, t.M, t.eig, meta)
-        paths.append(path)
-    return paths
-
-
-def test_shard_roundtrip_and_merge_is_complete_and_sorted(tmp_path):
-    fold_ids = np.array([3, 8, 9, 15, 21, 40, 41])
-    paths = _write_shards(tmp_path, fold_ids, 3)
-    t0 = read_metric(paths[0])
-    assert list(t0.ids) == [3, 8, 9] and t0.M.shape == (3, 3, 3) and t0.meta["shard"] == 0
-    schema = pq.read_schema(paths[0])
-    assert str(schema.field("M").type) == "fixed_size_list<element: double>[9]"
-    merged = merge_metric_shards(paths[::-1], fold_ids)
-    assert list(merged.ids) == list(fold_ids)
-    assert merged.meta["shard"] == "merged"
-    np.testing.assert_array_equal(merged.M[:3], t0.M)
-    out = tmp_path / "merged.parquet"
-    write_metric(out, merged.ids, merged.M, merged.eig, merged.meta)
-    back = read_metric(out)
-    np.testing.assert_array_equal(back.ids, fold_ids)
-    np.testing.assert_array_equal(back.eig, merged.eig)
-
-
-def test_merge_detects_a_missing_id(tmp_path):
-    fold_ids = np.arange(10, 17)
-    paths = _write_shards(tmp_path, fold_ids, 3)
-    with pytest.raises(MetricFileError, match=r"1 id\(s\) of the fold are missing.*: 16"):
-        merge_metric_shards(paths[:2], fold_ids)
-    with pytest.raises(MetricFileError, match=r"missing.*: 99"):
-        merge_metric_shards(paths, np.append(fold_ids, 99))
-
-
-def test_merge_detects_a_duplicate_id(tmp_path):
-    fold_ids = np.arange(10, 17)
-    paths = _write_shards(tmp_path, fold_ids, 3)
-    t = _table([12, 13, 14, 15])  # shard 1 now also holds id 12 of shard 0
-    write_metric(paths[1], t.ids, t.M, t.eig, read_metric(paths[1]).meta)
-    with pytest.raises(MetricFileError, match=r"duplicate sample id\(s\).*12.*shard-0000.parquet "
-                                              r"and .*shard-0001.parquet"):
-        merge_metric_shards(paths, fold_ids)
-
-
-def test_merge_detects_a_foreign_id_and_inconsistent_shards(tmp_path):
-    fold_ids = np.arange(10, 16)
-    paths = _write_shards(tmp_path, fold_ids, 3)
-    t = _table([13, 14, 15, 77])
-    write_metric(paths[1], t.ids, t.M, t.eig, read_metric(paths[1]).meta)
-    with pytest.raises(MetricFileError, match=r"not in the fold: 77 .*shard-0001"):
-        merge_metric_shards(paths, fold_ids)
-    other = tmp_path / "other"
-    other.mkdir()
-    paths = _write_shards(tmp_path, fold_ids, 3)
-    stale = _write_shards(other, fold_ids, 3, rescaling={"kind": "log", "lo": None, "hi": None})
-    with pytest.raises(MetricFileError, match=r"other/shard-0001.parquet: metadata rescaling"):
-        merge_metric_shards([paths[0], stale[1]], fold_ids)
-
-
-@pytest.mark.parametrize("damage", ["truncate", "corrupt", "empty"])
-def test_merge_detects_a_damaged_shard_naming_the_file(tmp_path, damage):
-    fold_ids = np.arange(100)
-    paths = _write_shards(tmp_path, fold_ids, 50)
-    raw = paths[1].read_bytes()
-    if damage == "truncate":
-        paths[1].write_bytes(raw[: len(raw) // 2])
-    elif damage == "empty":
-        paths[1].write_bytes(b"")
-    else:  # flip bytes inside the first data page (after the 4-byte magic)
-        buf = bytearray(raw)
-        for i in range(40, 60):
-            buf[i] ^= 0xFF
-        paths[1].write_bytes(bytes(buf))
-    with pytest.raises(MetricFileError, match=r"shard-0001\.parquet: .*(corrupt|truncated)"):
-        merge_metric_shards(paths, fold_ids)
-
-
-def test_checksum_catches_silent_data_changes(tmp_path):
-    # A file that Parquet reads fine but whose data changed (e.g. rewritten by other code).
-    path = _write_shards(tmp_path, np.arange(5), 5)[0]
-    table = pq.read_table(path)
-    meta = table.schema.metadata
-    ids = table.column("id").to_numpy().copy()
-    ids[0] = 99
-    import pyarrow as pa
-
-    forged = table.set_column(0, "id", pa.array(ids)).replace_schema_metadata(meta)
-    pq.write_table(forged, path)
-    with pytest.raises(MetricFileError, match=r"shard-0000.parquet: data checksum mismatch"):
-        read_metric(path)
-
-
-def test_interrupted_write_leaves_no_file(tmp_path, monkeypatch):
-    import pyarrow.parquet as pq_mod
-
-    def dies(table, where, **kw):
-        Path(where).write_bytes(b"PAR1 half a file")
-        raise KeyboardInterrupt  # a kill in the middle of writing
-
-    monkeypatch.setattr(pq_mod, "write_table", dies)
-    t = _table([1, 2])
-    with pytest.raises(KeyboardInterrupt):
-        write_metric(tmp_path / "shard-0000.parquet", t.ids, t.M, t.eig, {})
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_shard_slices_partition_the_fold():
-    rows = [shard_slice(10, 4, k) for k in range(3)]
-    assert [(r.start, r.stop) for r in rows] == [(0, 4), (4, 8), (8, 10)]
-    with pytest.raises(ValueError, match="shard 3 does not exist"):
-        shard_slice(10, 4, 3)
-    entry = validate_entry({"type": "ftm", "dataset": {"bins": 3, "val_margin": 1, "n_test": 6}})
-    files = fold_shard_files(entry, "train", 100, "results/jacobian/ftm/train")
-    assert len(files) == 3 and files[-1].endswith("train/shard-0002.parquet")  # 3**5-1-6 = 236
-
-
-# ---------------------------------------------------------------------------------------------
-# summaries
-
-
-def test_condition_numbers_and_summary():
-    eig = np.array([[1e-2, 1.0, 1e4], [0.0, 2.0, 8.0], [-1e-18, 1e-3, 1.0]])
-    c1, c2 = condition_numbers(eig)
-    np.testing.assert_allclose(c1[:1], [1e6])
-    assert np.isinf(c1[1:]).all()
-    np.testing.assert_allclose(c2, [1e4, 4.0, 1e3])
-    table = _table([5, 6, 7])
-    table.eig = eig
-    per, quant = summarise(table)
-    df = per.to_pandas()
-    assert list(df["id"]) == [5, 6, 7]
-    np.testing.assert_allclose(df["log10_cond2"], np.log10([1e4, 4.0, 1e3]))
-    assert list(df["singular"]) == [False, True, True]
-    assert np.isnan(df["log10_eigenvalues"][1][0])
-    q = quant.to_pandas().set_index(["quantity", "q"])["value"]
-    assert q[("log10_cond2", 0.5)] == pytest.approx(3.0)
-    assert q[("log10_lambda_3", 1.0)] == pytest.approx(4.0)
-
-
-# ---------------------------------------------------------------------------------------------
-# CLI end to end
-
-
-AMFM_ENTRY = {"type": "amfm", "settings": {"sr": 8192, "n_samples": 2048},
-              "rescaling": "logminmax",
-              "dataset": {"bins": 3, "val_margin": 1, "n_test": 5, "seed": 1, "jitter": "linear"},
-              "feature": {"type": "mss", "settings": {"n_ffts": [256, 64]}}}
-
-
-def test_cli_jacobian_merge_summary_end_to_end(tmp_path, capsys):
-    entry = json.dumps(AMFM_ENTRY)
-    params = tmp_path / "params.parquet"
-    assert main(["dataset", "--entry", entry, "--out", str(params)]) == 0
-    shards = [tmp_path / "test" / f"shard-{k:04d}.parquet" for k in range(3)]
-    for k, path in enumerate(shards):
-        assert main(["jacobian", "--entry", entry, "--params", str(params), "--fold", "test",
-                     "--shard", f"{k:04d}", "--shard-size", "2", "--batch-size", "2",
-                     "--device", "cpu", "--no-progress", "--out", str(path)]) == 0
-    merged = tmp_path / "test.parquet"
-    assert main(["merge-jacobian", "--entry", entry, "--params", str(params), "--fold", "test",
-                 "--out", str(merged), *map(str, shards)]) == 0
-    summary, quant = tmp_path / "test.summary.parquet", tmp_path / "test.quantiles.parquet"
-    assert main(["jacobian-summary", str(merged), "--out", str(summary),
-                 "--quantiles-out", str(quant)]) == 0
-
-    fold = load_params(params, "test")
-    table = read_metric(merged)
-    np.testing.assert_array_equal(table.ids, fold["id"].to_numpy())
-    meta = table.meta
-    assert meta["synth"] == "amfm" and meta["fold"] == "test" and meta["n_params"] == 3
-    assert meta["param_names"] == ["f_c", "f_m", "gamma"] and meta["n_shards"] == 3
-    # the scaler is fitted on the train fold, not on the fold being computed
-    synth = get_synth("amfm", sr=8192, n_samples=2048)
-    space = synth.space
-    all_df = load_params(params)
-    train_scaler = fit(space, "logminmax", all_df)
-    assert meta["rescaling"] == train_scaler.state()
-    assert meta["rescaling"] != Scaler.fit(space, "logminmax", fold[space.names]).state()
-    # the stored metrics are the direct computation
-    feature = get_feature("mss", n_samples=2048, n_ffts=[256, 64])
-    computer = JacobianComputer(synth, feature, train_scaler, method="jvp")
-    ids, M, eig = compute_metrics(fold, computer, batch_size=5, progress=False)
-    np.testing.assert_allclose(table.M, M, rtol=1e-10)
-    np.testing.assert_allclose(table.eig, eig, rtol=1e-8)
-    per = pq.read_table(summary).to_pandas()
-    assert list(per["id"]) == list(ids) and (per["cond"] >= per["cond2"]).all()
-    assert set(pq.read_table(quant).column("quantity").to_pylist()) >= {"log10_cond", "log10_cond2"}
-
-    # a truncated shard stops the merge with an error naming it
-    shards[2].write_bytes(shards[2].read_bytes()[:100])
-    capsys.readouterr()
-    assert main(["merge-jacobian", "--entry", entry, "--params", str(params), "--fold", "test",
-                 "--out", str(tmp_path / "again.parquet"), *map(str, shards)]) == 2
-    assert "shard-0002.parquet" in capsys.readouterr().err
-    assert not (tmp_path / "again.parquet").exists()
-    # so does a missing shard
-    assert main(["merge-jacobian", "--entry", entry, "--params", str(params), "--fold", "test",
-                 "--out", str(tmp_path / "again.parquet"), *map(str, shards[:2])]) == 2
-    assert "missing" in capsys.readouterr().err
-
-
-def test_cli_jacobian_nan_stops_without_output(tmp_path, capsys):
-    params = tmp_path / "params.parquet"
-    df = pd.DataFrame({"id": np.arange(4, dtype=np.int64), "fold": ["train", "train", "test", "test"],
-                       "bin_code": ["0", "1", "2", "3"], "a": [1.6, 1.9, 1.2, 1.8],
-                       "b": [2.0, 3.0, 4.0, 5.0]})
-    write_parquet(df, params)
-    entry = json.dumps({"type": "_test_sqrt", "rescaling": "logminmax",
-                        "dataset": {"bins": 2, "val_margin": 0, "n_test": 0},
-                        "feature": {"type": "_test_identity", "settings": {}}})
-    out = tmp_path / "shard-0000.parquet"
-    assert main(["jacobian", "--entry", entry, "--params", str(params), "--fold", "test",
-                 "--no-progress", "--method", "jvp", "--out", str(out)]) == 2
-    assert "ids: 2" in capsys.readouterr().err
-    assert list(tmp_path.iterdir()) == [params]
-
-
-# ---------------------------------------------------------------------------------------------
-# workflow
-
-
-def test_workflow_plans_one_job_per_shard(workdir):
-    bindir = Path(sys.executable).parent
-    (workdir / "shards.yaml").write_text("jacobian: {shard_size: 300, folds: [train]}\n")
-    proc = subprocess.run(
-        [str(bindir / "snakemake"), "results/jacobian/ftm/train.summary.parquet", "-n",
-         "--configfile", "shards.yaml", "--quiet", "rules"],
-        cwd=workdir, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    counts = dict(line.split()[:2] for line in proc.stdout.splitlines()
-                  if line.split()[:1] and line.split()[0].endswith("_jacobian"))
-    # default FTM design: 4**5 − 2**5 − 64 = 928 train samples → ceil(928 / 300) = 4 shards
-    assert counts == {"compute_jacobian": "4", "merge_jacobian": "1", "summarise_jacobian": "1"}

@@ -22,24 +22,23 @@ def parse_entry(text: str) -> dict:
     return entry
 
 
-def entry_from_args(args) -> dict:
-    """The ``--entry`` of ``args``, validated and with defaults filled.
+def spec_from_args(args):
+    """The :class:`~pnp_core.spec.RunSpec` of ``args.entry`` (validated, plugins imported).
 
     An optional ``plugins`` list in the JSON (added by the workflow from the
     config's top-level ``plugins``) is imported first, so user-registered
     synthesizers and features resolve in this process too.
     """
-    from pnp_core.config import import_plugins, validate_entry
+    from pnp_core.spec import RunSpec
 
-    entry = dict(args.entry)
-    import_plugins({"plugins": entry.pop("plugins", [])})
-    return validate_entry(entry, entry.get("type", "<entry>"))
+    return RunSpec.from_entry(args.entry)
 
 
 def add_entry_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--entry", type=parse_entry, required=True,
-        help="the synthesizer's validated config entry (synths.<name>) as JSON, or @file",
+        help="the synthesizer's config entry (synths.<name>, or the slice this step uses) "
+             "as JSON, or @file",
     )
 
 

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from pnp_core.commands import add_device_argument, add_entry_argument, entry_from_args
+from pnp_core.commands import add_device_argument, add_entry_argument, spec_from_args
 
 HELP = "compute Φ(g(θ)) for a fold of a dataset (torch file)"
 
@@ -21,20 +21,15 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     import torch
 
-    from pnp_core.config import build_feature, build_synth, resolve_device
-    from pnp_core.datasets import load_params
+    from pnp_core.config import resolve_device
     from pnp_core.features.fold import fold_features, save_fold_features
 
-    entry = entry_from_args(args)
-    synth = build_synth(entry)
-    feature = build_feature(entry, synth)
-    df = load_params(args.params, args.fold)
-    dtype = getattr(torch, args.dtype)
-    S = fold_features(df, synth, feature, batch_size=args.batch_size,
-                      device=resolve_device(args.device), dtype=dtype,
-                      desc=f"{synth.name}/{args.fold} features")
-    save_fold_features(args.out, df["id"].to_numpy(), S, synth=synth.name,
-                       synth_settings=synth.settings(), feature=entry["feature"]["type"],
-                       feature_settings=entry["feature"]["settings"], fold=args.fold)
+    spec = spec_from_args(args)
+    df = spec.read_params(args.params, args.fold)
+    S = fold_features(df, spec.synth, spec.feature, batch_size=args.batch_size,
+                      device=resolve_device(args.device), dtype=getattr(torch, args.dtype),
+                      desc=f"{spec.name}/{args.fold} features", fold=args.fold)
+    save_fold_features(args.out, df["id"].to_numpy(), S, provenance=spec.provenance(),
+                       fold=args.fold)
     print(f"{len(df)} × {S.shape[1]} features ({args.dtype}) → {args.out}")
     return 0

@@ -1,6 +1,6 @@
 """Figure-ready summary of a merged metric file: per-sample eigenvalue spectra and
 condition numbers (λ_max/λ_min, λ_max/λ_2, log10 values), and their quantiles.
-Formats: pnp_core.metric_io.summarise."""
+Formats: pnp_core.metric_summary."""
 
 from __future__ import annotations
 
@@ -16,18 +16,13 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     import numpy as np
 
-    from pnp_core.metric_io import read_metric, summarise, write_table
+    from pnp_core.metric_file import read_metric
+    from pnp_core.metric_summary import condition_numbers, write_summaries
 
     table = read_metric(args.metric)
-    per_sample, quantiles = summarise(table)
-    keep = ("synth", "synth_settings", "feature", "feature_settings", "rescaling", "fold",
-            "n_params", "param_names", "eigenvalue_order")
-    meta = {k: table.meta[k] for k in keep if k in table.meta}
-    meta.update(source=str(args.metric), n_samples=len(table))
-    write_table(per_sample, args.out, meta)
-    write_table(quantiles, args.quantiles_out, meta)
+    write_summaries(table, args.out, args.quantiles_out, source=args.metric)
     if len(table):
-        c2 = np.log10(per_sample.column("cond2").to_numpy())
+        c2 = np.log10(condition_numbers(table.eig)[1])
         print(f"{args.metric}: {len(table)} samples; median log10 λ_max/λ_2 = "
               f"{np.median(c2):.2f} → {args.out}, {args.quantiles_out}")
     else:

@@ -5,8 +5,7 @@ File format (``torch.save`` of a dict, written atomically):
 ============ ===============================================================
 ``ids``      LongTensor (n,): sample ids, ascending (rows of ``features``)
 ``features`` Tensor (n, K), float32 or float64: Φ(g(θ_id)), e.g. log-JTFS
-``synth``    str, registry name; ``synth_settings`` dict
-``feature``  str, registry name; ``feature_settings`` dict
+``provenance`` dict, :data:`pnp_core.spec.PROVENANCE_KEYS`
 ``fold``     str
 ============ ===============================================================
 """
@@ -22,11 +21,12 @@ from pnp_core.io import atomic_path
 
 @torch.no_grad()
 def fold_features(df: pd.DataFrame, synth, feature, *, batch_size: int = 8, device="cpu",
-                  dtype=torch.float32, progress: bool = True, desc: str = "features") -> torch.Tensor:
+                  dtype=torch.float32, progress: bool = True, desc: str = "features",
+                  fold: str | None = None) -> torch.Tensor:
     """Φ(g(θ)) for every row of ``df`` (sorted by id) → (n, K) on the CPU, ``dtype``."""
     out = []
     for _, theta in theta_batches(df, synth.space, batch_size, device=device, dtype=dtype,
-                                  desc=desc, progress=progress):
+                                  desc=desc, progress=progress, fold=fold):
         S = feature(synth(theta))
         if not torch.isfinite(S).all():
             raise FloatingPointError("non-finite features; check the synthesizer's settings")

@@ -41,6 +41,32 @@ class Synth(abc.ABC):
     def synthesize(self, theta: torch.Tensor) -> torch.Tensor:
         """θ (B, P) physical units → x (B, N), same dtype/device as θ."""
 
+    def tangents(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x = g(θ) and its derivatives ∂x/∂θ_p, for the Jacobian stage.
+
+        The default is forward-mode autodiff (``torch.func.jvp`` vmapped over the P
+        basis tangents). A synthesizer with a cheaper analytic form overrides it; the
+        Jacobian stage checks an override against :meth:`synthesize` on first use.
+
+        Parameters
+        ----------
+        theta : Tensor (B, P), physical units
+
+        Returns
+        -------
+        x : Tensor (B, N)
+        dx : Tensor (P, B, N), ∂x/∂θ_p, dtype and device of θ
+        """
+        B, P = theta.shape
+        basis = torch.eye(P, dtype=theta.dtype, device=theta.device).unsqueeze(1).expand(P, B, P)
+        return torch.func.vmap(lambda v: torch.func.jvp(self.synthesize, (theta,), (v,)),
+                               out_dims=(None, 0))(basis)
+
+    @property
+    def has_own_tangents(self) -> bool:
+        """Whether the class overrides :meth:`tangents` (e.g. analytic derivatives)."""
+        return type(self).tangents is not Synth.tangents
+
     def time(self, ref: torch.Tensor) -> torch.Tensor:
         """Sample times t_n = n / sr in seconds, shape (N,), like ``ref``."""
         return torch.arange(self.n_samples, dtype=ref.dtype, device=ref.device) / self.sr

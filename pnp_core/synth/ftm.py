@@ -99,16 +99,77 @@ class FTMDrum(Synth):
         amp = self.H * K ** 2 / (w * N)
         return amp, sigma, w
 
-    def synthesize(self, theta: torch.Tensor) -> torch.Tensor:
+    def masked_modal(self, theta: torch.Tensor):
+        """:meth:`modal` with the amplitude of every mode at or above Nyquist set to 0.
+
+        The per-mode mask ω < π·sr (f < sr/2) is a ``torch.where``, so its derivative
+        is 0 and it is safe under vmap/jvp.
+        """
         amp, sigma, w = self.modal(theta)
-        # Per-mode Nyquist mask: ω < π·sr ⇔ f < sr/2.
         amp = torch.where(w < math.pi * self.sr, amp, torch.zeros_like(amp))
-        t = self.time(theta)
-        y = None
-        for s in range(0, amp.shape[-1], self.mode_chunk):
-            sl = slice(s, s + self.mode_chunk)
-            part = (amp[:, sl, None] * torch.exp(-sigma[:, sl, None] * t)
-                    * torch.sin(w[:, sl, None] * t)).sum(dim=1)
-            y = part if y is None else y + part
+        return amp, sigma, w
+
+    def _damped_sums(self, sigma, w, t, c_sin, c_cos=None):
+        """Σ_m c[:, :, m] e^{−σ_m t} sin(ω_m t) (and the same with cos), over mode chunks.
+
+        sigma, w: (B, M); t: (N,); c_sin: (B, C, M); c_cos: (B, C', M) or None.
+        Returns (B, C, N) and (B, C', N) or None. Memory is bounded by
+        (B, mode_chunk, N) per chunk.
+        """
+        acc_s = acc_c = None
+        for m0 in range(0, sigma.shape[-1], self.mode_chunk):
+            sl = slice(m0, m0 + self.mode_chunk)
+            E = torch.exp(-sigma[:, sl, None] * t)
+            phase = w[:, sl, None] * t
+            part = c_sin[..., sl] @ (E * torch.sin(phase))
+            acc_s = part if acc_s is None else acc_s + part
+            if c_cos is not None:
+                part = c_cos[..., sl] @ (E * torch.cos(phase))
+                acc_c = part if acc_c is None else acc_c + part
+        return acc_s, acc_c
+
+    def synthesize(self, theta: torch.Tensor) -> torch.Tensor:
+        amp, sigma, w = self.masked_modal(theta)
+        y = self._damped_sums(sigma, w, self.time(theta), amp.unsqueeze(1))[0][:, 0]
         peak = y.abs().amax(dim=-1, keepdim=True)
         return y / peak
+
+    def tangents(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x = g(θ) and its analytic derivatives ∂x/∂θ_p (about 8× cheaper than autodiff).
+
+        With per-mode amplitude a_m, decay σ_m and frequency ω_m (:meth:`masked_modal`,
+        differentiated by forward-mode autodiff: (B, M) tensors, cheap), the
+        unnormalised signal y = Σ_m a_m e^{−σ_m t} sin(ω_m t) has
+
+            ∂y/∂θ_p = Σ_m ȧ_mp E_m S_m + t·Σ_m (−a_m σ̇_mp E_m S_m + a_m ω̇_mp E_m C_m),
+
+        E = e^{−σt}, S = sin ωt, C = cos ωt: batched matrix products over the modes, in
+        the same chunks as :meth:`synthesize`. The peak normalisation x = y/max|y| gives
+        ẋ = ẏ/peak − y·sign(y_k)ẏ_k/peak² at the peak sample k.
+
+        Parameters
+        ----------
+        theta : Tensor (B, 5), physical units
+
+        Returns
+        -------
+        x : Tensor (B, N)
+        dx : Tensor (5, B, N), ∂x/∂θ_p, dtype/device of θ
+        """
+        B, P = theta.shape
+        basis = torch.eye(P, dtype=theta.dtype, device=theta.device).unsqueeze(1).expand(P, B, P)
+        (amp, sig, w), (amp_d, sig_d, w_d) = torch.func.vmap(
+            lambda v: torch.func.jvp(self.masked_modal, (theta,), (v,)), out_dims=(None, 0))(basis)
+        t = self.time(theta)
+        # coefficients (B, ·, M): [a; ȧ; −a σ̇] multiply E·S, a ω̇ multiplies E·C
+        c_es = torch.cat([amp.unsqueeze(0), amp_d, -amp * sig_d], dim=0).permute(1, 0, 2)
+        c_ec = (amp * w_d).permute(1, 0, 2)
+        acc_s, acc_c = self._damped_sums(sig, w, t, c_es, c_ec)
+        y = acc_s[:, 0]                                          # (B, N)
+        dy = acc_s[:, 1:P + 1] + t * (acc_s[:, P + 1:] + acc_c)  # (B, P, N)
+        peak, k = y.abs().max(dim=-1, keepdim=True)              # (B, 1)
+        dpeak = torch.sign(torch.gather(y, -1, k)).unsqueeze(1) \
+            * torch.gather(dy, -1, k.unsqueeze(1).expand(B, P, 1))  # (B, P, 1)
+        x = y / peak
+        dx = dy / peak.unsqueeze(1) - y.unsqueeze(1) * dpeak / peak.unsqueeze(1) ** 2
+        return x, dx.permute(1, 0, 2)

@@ -17,7 +17,9 @@ def test_features_cli_writes_fold_file(tmp_path):
     data = load_fold_features(out)
     assert data["features"].shape[0] == 4 and data["features"].dtype == torch.float32
     assert torch.equal(data["ids"], data["ids"].sort().values)
-    assert data["fold"] == "test" and data["synth"] == "amfm" and data["feature"] == "mss"
+    prov = data["provenance"]
+    assert data["fold"] == "test" and prov["synth"] == "amfm" and prov["feature"] == "mss"
+    assert "rescaling" not in prov  # the features do not depend on it
     # rows are Φ(g(θ)) of the listed ids, whatever the batch size
     out1 = tmp_path / "test1.pt"
     assert main(["features", "--entry", json.dumps(entry), "--params", str(params),

@@ -1,7 +1,8 @@
-# Shared helpers: wildcard constraints, the validated per-synth entries, targets.
+# Shared helpers: wildcard constraints, per-rule config slices, targets.
 import json
 
-from pnp_core.config import synth_entry
+from pnp_core.metric_file import n_shards, shard_name
+from pnp_core.spec import RunSpec, entry_slice
 
 SYNTHS = list(config["synths"])
 FOLDS = ["train", "val", "test"]
@@ -13,10 +14,29 @@ wildcard_constraints:
     shard=r"\d{4}",
 
 
-def entry_json(wildcards):
-    """The validated config entry of {synth} (+ the plugins to import), as JSON for --entry."""
-    entry = {**synth_entry(config, wildcards.synth), "plugins": config["plugins"]}
-    return json.dumps(entry, sort_keys=True)
+def entry_json(stage):
+    """Params function: the slice of synths.{synth} that `stage`'s outputs depend on
+    (pnp_core.spec.SECTIONS), plus the plugins to import, as JSON for --entry. A rule
+    reruns only when its own slice changes (Snakemake's params trigger)."""
+
+    def slice_json(wildcards):
+        entry = entry_slice(config["synths"][wildcards.synth], stage, config["plugins"])
+        return json.dumps(entry, sort_keys=True)
+
+    return slice_json
+
+
+def fold_size(synth, fold):
+    """Samples in `fold` of `synth`, from the dataset design (no checkpoint needed)."""
+    return RunSpec.from_config(config, synth).fold_sizes()[fold]
+
+
+def jacobian_shards(wildcards):
+    """Input function: the shard files of {synth}/{fold}, ceil(fold size / shard_size)."""
+    size = fold_size(wildcards.synth, wildcards.fold)
+    count = n_shards(size, config["jacobian"]["shard_size"])
+    folder = f"results/jacobian/{wildcards.synth}/{wildcards.fold}"
+    return [f"{folder}/{shard_name(k)}" for k in range(count)]
 
 
 def all_targets():

@@ -9,6 +9,6 @@ rule make_dataset:
         mem_mb=2000,
         runtime=10,
     params:
-        entry=entry_json,
+        entry=entry_json("dataset"),
     shell:
         "pnp dataset --entry {params.entry:q} --out {output} > {log} 2>&1"

@@ -15,7 +15,7 @@ rule compute_features:
         mem_mb=8000,
         runtime=240,
     params:
-        entry=entry_json,
+        entry=entry_json("features"),
         batch_size=config["features"]["batch_size"],
         dtype=config["features"]["dtype"],
         device=config["device"],

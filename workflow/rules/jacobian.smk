@@ -1,11 +1,5 @@
 # The metric M(θ) = JᵀJ of every sample: sharded forward-mode Jacobians, merge, summary.
 # Shard counts follow from the dataset design (no checkpoint): ceil(fold size / shard_size).
-from pnp_core.metric_io import shard_input
-
-# input function: wildcards (synth, fold) → the fold's shard files
-jacobian_shards = shard_input(config)
-
-
 rule compute_jacobian:
     input:
         "results/data/{synth}/params.parquet",
@@ -23,7 +17,7 @@ rule compute_jacobian:
         mem_mb=config["jacobian"]["mem_mb"],
         runtime=config["jacobian"]["runtime"],
     params:
-        entry=entry_json,
+        entry=entry_json("jacobian"),
         shard_size=config["jacobian"]["shard_size"],
         batch_size=config["jacobian"]["batch_size"],
         method=config["jacobian"]["method"],
@@ -54,7 +48,7 @@ rule merge_jacobian:
         mem_mb=4000,
         runtime=30,
     params:
-        entry=entry_json,
+        entry=entry_json("jacobian"),
     shell:
         "pnp merge-jacobian --entry {params.entry:q} --params {input.params}"
         " --fold {wildcards.fold} --out {output} {input.shards} > {log} 2>&1"

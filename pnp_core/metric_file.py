@@ -1,29 +1,27 @@
-"""Storage of metrics M = JᵀJ: shards, merge with validation, summaries.
+"""The metric file format (shards and merged files), its merge, and other rescalings.
 
-File format (Parquet, shards and merged files alike)
-----------------------------------------------------
+File format ``pnp-metric/2`` (a table of :mod:`pnp_core.io`)
+-------------------------------------------------------------
 One row per sample, sorted by id:
 
 =============== ================================ =============================================
 column          Arrow type                       content
 =============== ================================ =============================================
-``id``          int64                            sample id (params.parquet)
+``id``          int64                            sample id (params table)
 ``M``           fixed_size_list<double>[P·P]     M = JᵀJ, **row-major** flattened (M[i, j] at
                                                  i·P + j); symmetric; w.r.t. ν = h(θ)
 ``eigenvalues`` fixed_size_list<double>[P]       eigenvalues of M, **ascending** (λ_1 ≤ … ≤ λ_P)
 =============== ================================ =============================================
 
-Key-value metadata, every value JSON-encoded (read back by :func:`read_metric`):
-``format`` (``"pnp-metric/1"``), ``synth``, ``synth_settings``, ``feature``,
-``feature_settings``, ``rescaling`` (:meth:`pnp_core.params.Scaler.state`,
-fitted on the train fold), ``fold``, ``shard`` (int, or ``"merged"``),
-``n_shards``, ``shard_size``, ``n_params``, ``param_names``, ``n_rows``,
-``feature_dim`` (K), ``method``, ``dtype``, ``device``, ``batch_size``,
-``eigenvalue_order`` (``"ascending"``), ``m_layout`` (``"row-major"``) and
-``data_sha256``, a SHA-256 of the little-endian bytes of id, M and
-eigenvalues, checked on every read so that a damaged file is never merged.
-Files are written atomically (temporary file + rename), with Parquet page
-checksums.
+Metadata (the table's JSON metadata): ``format``; ``provenance``
+(:data:`pnp_core.spec.PROVENANCE_KEYS`); ``scaler`` (the fitted rescaling,
+:meth:`pnp_core.params.Scaler.state`, fitted on the train fold); ``fold``;
+``shard`` (int, or ``"merged"``); ``n_shards``; ``shard_size``; ``n_params``;
+``param_names``; ``n_rows``; ``feature_dim`` (K); ``method``; ``dtype``;
+``device``; ``batch_size``; ``seconds``; ``eigenvalue_order`` (``"ascending"``);
+``m_layout`` (``"row-major"``) and ``data_sha256``, a SHA-256 of the
+little-endian bytes of id, M and eigenvalues, checked on every read so that a
+damaged file is never merged.
 
 The metric is stored in the entry's rescaling. For another rescaling use
 :func:`metric_in_rescaling` (chain rule, no recomputation).
@@ -32,7 +30,6 @@ The metric is stored in the entry's rescaling. For another rescaling use
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,17 +37,17 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from pnp_core.io import atomic_path
+from pnp_core.errors import TableFileError
+from pnp_core.io import read_table, write_table
 
-FORMAT = "pnp-metric/1"
+FORMAT = "pnp-metric/2"
 #: metadata keys that must agree between the shards of one merged file
-CONSISTENT_KEYS = ("format", "synth", "synth_settings", "feature", "feature_settings",
-                   "rescaling", "fold", "n_params", "param_names", "n_shards", "shard_size",
-                   "feature_dim")
-QUANTILES = (0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 1.0)
+CONSISTENT_KEYS = ("provenance", "scaler", "fold", "n_params", "param_names", "n_shards",
+                   "shard_size", "feature_dim")
+_WHAT = "this metric file"
 
 
-class MetricFileError(ValueError):
+class MetricFileError(TableFileError):
     """A metric file (shard or merged) is unreadable, inconsistent or incomplete."""
 
 
@@ -100,33 +97,6 @@ def shard_name(shard: int) -> str:
     return f"shard-{int(shard):04d}.parquet"
 
 
-def fold_shard_files(entry: Mapping, fold: str, shard_size: int, folder: str) -> list[str]:
-    """The shard paths ``{folder}/shard-XXXX.parquet`` of ``fold`` for a synth ``entry``.
-
-    The count follows from the dataset design, ceil(fold size / shard_size), so the
-    workflow needs no checkpoint.
-    """
-    from pnp_core.config import build_design, build_synth
-
-    size = build_design(entry).fold_sizes(len(build_synth(entry).space))[fold]
-    return [f"{folder}/{shard_name(k)}" for k in range(n_shards(size, shard_size))]
-
-
-def shard_input(config: Mapping):
-    """A Snakemake input function: wildcards (synth, fold) → the fold's shard files.
-
-    Lives here (not in a .smk file) so that rule files hold no function definitions.
-    """
-    from pnp_core.config import synth_entry
-
-    def shards(wildcards) -> list[str]:
-        entry = synth_entry(config, wildcards.synth)
-        folder = f"results/jacobian/{wildcards.synth}/{wildcards.fold}"
-        return fold_shard_files(entry, wildcards.fold, config["jacobian"]["shard_size"], folder)
-
-    return shards
-
-
 def data_checksum(ids: np.ndarray, M: np.ndarray, eig: np.ndarray) -> str:
     h = hashlib.sha256()
     for arr, dt in ((ids, "<i8"), (M, "<f8"), (eig, "<f8")):
@@ -134,7 +104,8 @@ def data_checksum(ids: np.ndarray, M: np.ndarray, eig: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def _fixed_list(values: np.ndarray, width: int):
+def fixed_list(values: np.ndarray, width: int):
+    """A pyarrow fixed_size_list<double>[width] column from an array (n, …) of n·width values."""
     import pyarrow as pa
 
     flat = pa.array(np.ascontiguousarray(values, dtype=np.float64).reshape(-1), type=pa.float64())
@@ -150,11 +121,10 @@ def write_metric(path: str | os.PathLike, ids, M, eig, meta: Mapping) -> None:
     ids : array (n,) int
     M : array (n, P, P) float64
     eig : array (n, P) float64, ascending
-    meta : mapping of metadata (JSON-encodable values); ``format``, ``n_rows``,
-        ``n_params``, ``eigenvalue_order``, ``m_layout`` and ``data_sha256`` are set here.
+    meta : mapping of metadata (JSON-encodable values); ``n_rows``, ``n_params``,
+        ``eigenvalue_order``, ``m_layout`` and ``data_sha256`` are set here.
     """
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     ids = np.asarray(ids, dtype=np.int64)
     M = np.asarray(M, dtype=np.float64)
@@ -164,13 +134,11 @@ def write_metric(path: str | os.PathLike, ids, M, eig, meta: Mapping) -> None:
         raise ValueError(f"write_metric: shapes ids {ids.shape}, M {M.shape}, eig {eig.shape} "
                          "do not match (n,), (n, P, P), (n, P)")
     P = M.shape[1]
-    table = pa.table({"id": pa.array(ids, type=pa.int64()), "M": _fixed_list(M, P * P),
-                      "eigenvalues": _fixed_list(eig, P)})
-    full = {**meta, "format": FORMAT, "n_rows": n, "n_params": P, "eigenvalue_order": "ascending",
+    table = pa.table({"id": pa.array(ids, type=pa.int64()), "M": fixed_list(M, P * P),
+                      "eigenvalues": fixed_list(eig, P)})
+    full = {**meta, "n_rows": n, "n_params": P, "eigenvalue_order": "ascending",
             "m_layout": "row-major", "data_sha256": data_checksum(ids, M, eig)}
-    table = table.replace_schema_metadata({k: json.dumps(v) for k, v in full.items()})
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, write_page_checksum=True)
+    write_table(table, path, FORMAT, full)
 
 
 def _column(table, name: str, width: int, path) -> np.ndarray:
@@ -199,36 +167,31 @@ def read_metric(path: str | os.PathLike, verify: bool = True) -> MetricTable:
         checksum mismatch), not a metric file, or internally inconsistent.
     """
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     path = Path(path)
-    if not path.exists():
-        raise MetricFileError(f"{path}: metric file not found")
     hint = "delete it and rerun the job that wrote it"
     try:
-        table = pq.read_table(path, page_checksum_verification=True)
-    except (pa.ArrowException, OSError) as err:
-        raise MetricFileError(f"{path}: unreadable Parquet file, truncated or corrupted "
-                              f"({err}); {hint}") from None
-    raw = table.schema.metadata or {}
-    try:
-        meta = {k.decode(): json.loads(v) for k, v in raw.items() if k != b"pandas"}
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise MetricFileError(f"{path}: corrupted metadata ({err}); {hint}") from None
-    if meta.get("format") != FORMAT:
-        raise MetricFileError(f"{path}: not a metric file (format {meta.get('format')!r}, "
-                              f"expected {FORMAT!r})")
+        table, meta = read_table(path, FORMAT, what=_WHAT, arrow=True)
+    except MetricFileError:
+        raise
+    except TableFileError as err:
+        raise MetricFileError(str(err)) from None
     missing = {"id", "M", "eigenvalues"} - set(table.column_names)
     if missing:
         raise MetricFileError(f"{path}: missing column(s) {sorted(missing)}; {hint}")
-    P = int(meta["n_params"])
+    try:
+        P = int(meta["n_params"])
+        n_rows = int(meta["n_rows"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise MetricFileError(f"{path}: corrupted metadata (n_params/n_rows: {err!r}); {hint}") \
+            from None
     if not pa.types.is_int64(table.column("id").type) or table.column("id").null_count:
         raise MetricFileError(f"{path}: column 'id' must be non-null int64")
     ids = table.column("id").to_numpy()
     M = _column(table, "M", P * P, path).reshape(-1, P, P)
     eig = _column(table, "eigenvalues", P, path)
-    if len(ids) != meta.get("n_rows"):
-        raise MetricFileError(f"{path}: {len(ids)} rows but the metadata says {meta.get('n_rows')} "
+    if len(ids) != n_rows:
+        raise MetricFileError(f"{path}: {len(ids)} rows but the metadata says {n_rows} "
                               f"(truncated?); {hint}")
     if verify and data_checksum(ids, M, eig) != meta.get("data_sha256"):
         raise MetricFileError(f"{path}: data checksum mismatch, the file is corrupted; {hint}")
@@ -251,9 +214,9 @@ def merge_metric_shards(paths: Sequence[str | os.PathLike], expected_ids,
     Parameters
     ----------
     paths : shard files (any order)
-    expected_ids : array (n,) int, every id of the fold (from params.parquet)
+    expected_ids : array (n,) int, every id of the fold (from the params table)
     expect : mapping, optional
-        Metadata values the shards must carry (e.g. synth, fold, rescaling kind).
+        Metadata values the shards must carry (e.g. provenance, fold).
 
     Returns
     -------
@@ -268,7 +231,7 @@ def merge_metric_shards(paths: Sequence[str | os.PathLike], expected_ids,
     """
     expected = np.asarray(expected_ids, dtype=np.int64)
     if len(np.unique(expected)) != len(expected):
-        raise MetricFileError("the fold's id list itself has duplicates; rebuild params.parquet")
+        raise MetricFileError("the fold's id list itself has duplicates; rebuild the params table")
     tables = [read_metric(p) for p in paths]
     paths = [Path(p) for p in paths]
     if tables:
@@ -280,17 +243,15 @@ def merge_metric_shards(paths: Sequence[str | os.PathLike], expected_ids,
                         f"{p}: metadata {key}={t.meta.get(key)!r} differs from {ref_path} "
                         f"({ref.get(key)!r}); stale shard from another config? delete and rerun")
         for key, value in (expect or {}).items():
-            got = ref.get(key)
-            if key == "rescaling_kind":
-                got = (ref.get("rescaling") or {}).get("kind")
-            if got != value:
-                raise MetricFileError(f"{ref_path}: metadata {key}={got!r}, expected {value!r} "
-                                      "from the config; delete the stale shards and rerun")
+            if ref.get(key) != value:
+                raise MetricFileError(f"{ref_path}: metadata {key}={ref.get(key)!r}, expected "
+                                      f"{value!r} from the config; delete the stale shards and "
+                                      "rerun")
 
     ids = np.concatenate([t.ids for t in tables]) if tables else np.empty(0, np.int64)
     owner = np.concatenate([np.full(len(t), i) for i, t in enumerate(tables)]) if tables \
         else np.empty(0, int)
-    uniq, first, counts = np.unique(ids, return_index=True, return_counts=True)
+    uniq, counts = np.unique(ids, return_counts=True)
     if (counts > 1).any():
         dup = uniq[counts > 1]
         where = [str(paths[k]) for k in np.unique(owner[np.isin(ids, dup[:1])])]
@@ -315,7 +276,7 @@ def merge_metric_shards(paths: Sequence[str | os.PathLike], expected_ids,
     M = np.concatenate([t.M for t in tables])[order] if tables else np.empty((0, P, P))
     eig = np.concatenate([t.eig for t in tables])[order] if tables else np.empty((0, P))
     meta = dict(tables[0].meta) if tables else {}
-    for key in ("data_sha256", "n_rows", "shard", "seconds", "auto_trials"):
+    for key in ("data_sha256", "n_rows", "shard", "seconds", "auto_trials", "format"):
         meta.pop(key, None)
     meta["shard"] = "merged"
     meta["seconds"] = float(sum(float(t.meta.get("seconds") or 0.0) for t in tables))
@@ -324,66 +285,25 @@ def merge_metric_shards(paths: Sequence[str | os.PathLike], expected_ids,
     return MetricTable(ids=ids[order], M=M, eig=eig, meta=meta)
 
 
-# ----------------------------------------------------------------------------------------------
-# summaries
+def merge_fold(spec, params, fold: str, shard_paths: Sequence[str | os.PathLike]) -> MetricTable:
+    """Merge the shards of ``fold`` and check them against ``spec`` and the params table.
 
-
-def summarise(table: MetricTable):
-    """Per-sample spectra and condition numbers, and their quantiles.
-
-    Returns
-    -------
-    per_sample : pyarrow.Table, one row per id:
-        ``id`` int64; ``eigenvalues`` and ``log10_eigenvalues`` fixed_size_list<double>[P]
-        (ascending; log10 is NaN for λ ≤ 0); ``lambda_min``, ``lambda_2`` (2nd smallest),
-        ``lambda_max``, ``trace``; ``cond`` = λ_max/λ_min and ``cond2`` = λ_max/λ_2
-        (+inf when the denominator is ≤ 0); ``log10_cond``, ``log10_cond2``;
-        ``singular`` (bool, λ_min ≤ P·ε·λ_max, i.e. numerically zero).
-    quantiles : pyarrow.Table, long format: ``quantity`` (str), ``q`` (float64),
-        ``value`` (float64), for quantities ``log10_lambda_1`` … ``log10_lambda_P``
-        (1 = smallest), ``log10_cond``, ``log10_cond2``, ``log10_trace``; NaN-aware.
+    Parameters
+    ----------
+    spec : pnp_core.spec.RunSpec (the entry slice the shards were computed from)
+    params : DataFrame, the whole params table
+    fold : str
+    shard_paths : the fold's shard files (none for an empty fold)
     """
-    import pyarrow as pa
-
-    from pnp_core.jacobian import condition_numbers
-
-    eig = np.asarray(table.eig, dtype=np.float64)
-    n, P = eig.shape
-    c1, c2 = condition_numbers(eig) if n else (np.empty(0), np.empty(0))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        log_eig = np.where(eig > 0, np.log10(np.where(eig > 0, eig, 1.0)), np.nan)
-        log_c1, log_c2 = np.log10(c1), np.log10(c2)
-        trace = eig.sum(axis=1)
-        log_trace = np.where(trace > 0, np.log10(np.where(trace > 0, trace, 1.0)), np.nan)
-    singular = eig[:, 0] <= P * np.finfo(np.float64).eps * eig[:, -1] if n else np.empty(0, bool)
-    per_sample = pa.table({
-        "id": pa.array(table.ids, type=pa.int64()),
-        "eigenvalues": _fixed_list(eig, P),
-        "log10_eigenvalues": _fixed_list(log_eig, P),
-        "lambda_min": eig[:, 0], "lambda_2": eig[:, min(1, P - 1)], "lambda_max": eig[:, -1],
-        "trace": trace, "cond": c1, "cond2": c2, "log10_cond": log_c1, "log10_cond2": log_c2,
-        "singular": pa.array(singular, type=pa.bool_()),
-    })
-    rows = []
-    series = {f"log10_lambda_{i + 1}": log_eig[:, i] for i in range(P)}
-    series.update(log10_cond=log_c1, log10_cond2=log_c2, log10_trace=log_trace)
-    for name, values in series.items():
-        finite = values[np.isfinite(values)]
-        for q in QUANTILES:
-            v = float(np.quantile(finite, q)) if finite.size else float("nan")
-            rows.append((name, q, v))
-    quantiles = pa.table({"quantity": [r[0] for r in rows], "q": [r[1] for r in rows],
-                          "value": [r[2] for r in rows]})
-    return per_sample, quantiles
-
-
-def write_table(table, path: str | os.PathLike, meta: Mapping) -> None:
-    """Write a pyarrow table atomically with JSON-encoded metadata."""
-    import pyarrow.parquet as pq
-
-    table = table.replace_schema_metadata({k: json.dumps(v) for k, v in meta.items()})
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp)
+    ids = params.loc[params["fold"] == fold, "id"].to_numpy()
+    expect = {"provenance": spec.provenance(), "fold": fold, "param_names": spec.space.names,
+              "n_params": len(spec.space)}
+    table = merge_metric_shards(shard_paths, ids, expect)
+    if not shard_paths:  # an empty fold: describe it from the spec
+        table.meta = {**expect, "shard": "merged", "n_shards": 0, "shard_files": [],
+                      "scaler": spec.fit_scaler(params).state(),
+                      "feature_dim": int(spec.feature.n_coefficients)}
+    return table
 
 
 # ----------------------------------------------------------------------------------------------
@@ -395,7 +315,7 @@ def metric_in_rescaling(table: MetricTable, theta, dst) -> np.ndarray:
 
     Parameters
     ----------
-    table : MetricTable (its ``rescaling`` metadata says where M was taken)
+    table : MetricTable (its ``scaler`` metadata says where M was taken)
     theta : array (n, P) float64, physical θ of ``table.ids`` (same order)
     dst : pnp_core.params.Scaler, the target rescaling (fit it on the train fold)
 
@@ -407,7 +327,7 @@ def metric_in_rescaling(table: MetricTable, theta, dst) -> np.ndarray:
 
     from pnp_core.params import Scaler, reparametrise_metric
 
-    src = Scaler.from_state(dst.space, table.meta["rescaling"])
+    src = Scaler.from_state(dst.space, table.meta["scaler"])
     theta = torch.as_tensor(np.asarray(theta, dtype=np.float64))
     if theta.shape[0] != len(table):
         raise ValueError(f"θ has {theta.shape[0]} rows for {len(table)} metrics")
@@ -416,5 +336,5 @@ def metric_in_rescaling(table: MetricTable, theta, dst) -> np.ndarray:
 
 
 __all__ = ["FORMAT", "MetricFileError", "MetricTable", "n_shards", "shard_slice", "shard_name",
-           "write_metric", "read_metric", "merge_metric_shards", "summarise", "write_table",
-           "metric_in_rescaling", "data_checksum"]
+           "write_metric", "read_metric", "merge_metric_shards", "merge_fold", "metric_in_rescaling",
+           "data_checksum", "fixed_list"]

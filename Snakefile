@@ -3,7 +3,7 @@
 #   snakemake --cores all                                    # laptop default (config.yaml)
 #   snakemake --cores all --configfile workflow/presets/paper.yaml
 #
-# Output paths are the API between rules; see README.md and ../shared/DESIGN.md.
+# Output paths are the API between rules; see README.md and docs/.
 from snakemake.utils import min_version
 
 from pnp_core.config import validate_config

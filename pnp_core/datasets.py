@@ -1,4 +1,4 @@
-"""Stratified jittered-grid datasets and their folds (paper_spec §2).
+"""Stratified jittered-grid datasets and their folds (docs/paper.md).
 
 Each parameter's natural domain (log10 for log-scaled columns) is cut into
 ``bins`` equal cells, giving ``bins**P`` cells; every cell holds exactly one

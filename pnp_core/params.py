@@ -5,7 +5,7 @@ ranges, and which columns live on a log scale. The *natural* domain of a column
 is log10(θ) for log-scaled columns and θ otherwise; the dataset grid is uniform
 in that domain.
 
-The four rescalings (paper_spec §4, §9) map physical θ to the network's target
+The four rescalings (docs/paper.md) map physical θ to the network's target
 space ν = h(θ):
 
 ========== ==================================================================

@@ -80,7 +80,7 @@ def central_differences(F, nu, eps):
 
 @pytest.mark.parametrize("feature_name", ["power", "jtfs"])
 def test_jacobian_matches_central_differences(ftm, ftm_df, tiny_jtfs, feature_name):
-    # ε = 1e-6 in ν (jtfs_spec §9: the ω and α columns have huge curvature; larger steps
+    # ε = 1e-6 in ν (docs/jtfs.md: the ω and α columns have huge curvature; larger steps
     # give 1e-3…1e-1 truncation errors), float64 throughout.
     feature = tiny_jtfs if feature_name == "jtfs" else PowerSpectrogram(N)
     scaler = fit(ftm.space, "logminmax", ftm_df)
@@ -103,7 +103,7 @@ def test_jacobian_matches_central_differences(ftm, ftm_df, tiny_jtfs, feature_na
 
 
 def test_jacobian_is_taken_at_h_of_theta(ftm, ftm_df):
-    # The reference's min-max script evaluated J at the unscaled θ (paper_spec §4).
+    # The reference's min-max script evaluated J at the unscaled θ (docs/paper.md).
     feature = PowerSpectrogram(N)
     scaler = fit(ftm.space, "logminmax", ftm_df)
     computer = JacobianComputer(ftm, feature, scaler, method="jvp")

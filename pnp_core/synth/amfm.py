@@ -1,4 +1,4 @@
-"""AM/FM arpeggiator ("amchirp", paper_spec §1b).
+"""AM/FM arpeggiator ("amchirp"; docs/paper.md).
 
 θ = (f_c, f_m, γ): carrier frequency at t = 0 (Hz), amplitude-modulation rate
 (Hz) and chirp rate (octaves/s). On t ∈ [−T/2, T/2) (step 1/sr),

@@ -1,4 +1,4 @@
-"""FTM rectangular membrane drum (Han et al., paper_spec §1a).
+"""FTM rectangular membrane drum (Han et al.; docs/paper.md).
 
 θ = (ω₁, τ₁, p, D, α): fundamental angular frequency (rad/s), its decay time
 (s), frequency-dependent damping, dispersion (inharmonicity) and side-length

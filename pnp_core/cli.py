@@ -26,6 +26,7 @@ COMMANDS = {
     "match-grid": "match_grid",
     "dtfa-table": "dtfa_table",
     "dtfa-figure": "dtfa_figure",
+    "match": "match",
 }
 
 

@@ -51,7 +51,8 @@ def draw_pairs(params: pd.DataFrame, n_pairs: int, seed: int) -> tuple[np.ndarra
 
 def run_experiment(spec, params: pd.DataFrame, *, losses=LOSSES, n_pairs: int, steps: int,
                    lr: float, tolerance: float, seed: int, batch_size: int = 16,
-                   pnp_damping: float = 1e-3, progress: bool = True) -> pd.DataFrame:
+                   pnp_damping: float = 1e-3, lr_end: float = 0.1,
+                   progress: bool = True) -> pd.DataFrame:
     """Match the same seeded pairs under every loss; the traces table (see module doc)."""
     targets, inits = draw_pairs(params, n_pairs, seed)
     by_id = params.set_index("id")[spec.space.names]
@@ -61,7 +62,8 @@ def run_experiment(spec, params: pd.DataFrame, *, losses=LOSSES, n_pairs: int, s
     frames = []
     for loss in losses:
         res = match_pairs(spec, th_t, th_i, loss, steps=steps, lr=lr, tolerance=tolerance,
-                          batch_size=batch_size, pnp_damping=pnp_damping, progress=progress)
+                          batch_size=batch_size, pnp_damping=pnp_damping, lr_end=lr_end,
+                          progress=progress)
         T1, B = res.error.shape
         frames.append(pd.DataFrame({
             "synth": spec.name, "loss": loss,

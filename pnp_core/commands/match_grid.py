@@ -27,6 +27,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--pairs", type=int, default=16, help="(target, init) pairs (default 16)")
     parser.add_argument("--steps", type=int, default=60, help="Adam steps (default 60)")
     parser.add_argument("--lr", type=float, default=0.05, help="Adam learning rate (default 0.05)")
+    parser.add_argument("--lr-end", type=float, default=0.1,
+                        help="learning rate decays geometrically to lr·lr_end (default 0.1)")
     parser.add_argument("--tolerance", type=float, default=0.02,
                         help="success: final normalised parameter error below this (default 0.02)")
     parser.add_argument("--seed", type=int, default=0, help="pair draw seed (default 0)")
@@ -54,8 +56,10 @@ def run(args) -> int:
                             n_pairs=args.pairs, steps=args.steps, lr=args.lr,
                             tolerance=args.tolerance, seed=args.seed,
                             batch_size=args.batch_size, pnp_damping=args.pnp_damping,
+                            lr_end=args.lr_end,
                             progress=not args.no_progress)
     meta = {"provenance": spec.provenance(), "tolerance": args.tolerance, "lr": args.lr,
+            "lr_end": args.lr_end,
             "steps": args.steps, "pairs": args.pairs, "seed": args.seed,
             "pnp_damping": args.pnp_damping, "optimizer": "adam", "rescaling": "box logminmax",
             "seconds": time.perf_counter() - t0}

@@ -165,11 +165,12 @@ def slice_paths(spec, theta_target, theta_inits, loss: str, axes: tuple[int, int
 
 
 def time_shift_curve(spec, theta_target, shifts_s, loss: str, dtype=torch.float32) -> np.ndarray:
-    """Loss between a target and itself delayed by each shift (seconds, ≥ 0).
+    """Distance between a target and itself delayed by each shift (seconds, ≥ 0).
 
     The delayed copy is x(t − τ) with zeros shifted in (what falls off the end is lost).
-    Values are divided by the loss between the target and silence, so 1 means "as
-    far as no sound at all".
+    The distance is ‖Φ(x) − Φ(y)‖ for ``jtfs`` (the square root of its loss) and the
+    MSS distance for ``mss``; values are divided by the distance between the target
+    and silence, so 1 means "as far as no sound at all".
 
     Returns
     -------
@@ -192,6 +193,8 @@ def time_shift_curve(spec, theta_target, shifts_s, loss: str, dtype=torch.float3
         ys = torch.cat(shifted + [torch.zeros_like(x)])
         obj = _objective(spec, loss, scaler, x.expand(len(ys), -1))
         vals = obj.audio_loss(ys).double().numpy()
+    if loss == "jtfs":  # the jtfs loss is a squared norm, MSS a norm: compare distances
+        vals = np.sqrt(vals)
     return vals[:-1] / vals[-1]
 
 
@@ -210,7 +213,7 @@ def spec_with_override(entry: dict, override: dict | None):
 
 def central_target(spec, params: pd.DataFrame) -> np.ndarray:
     """θ (P,) of the params row nearest the centre of the box (ν = 0): the figures' target."""
-    theta = params[spec.space.names].to_numpy(np.float64)
+    theta = np.array(params[spec.space.names].to_numpy(np.float64))
     nu = box_scaler(spec.space).forward(torch.as_tensor(theta)).numpy()
     return theta[int(np.argmin((nu ** 2).sum(-1)))]
 

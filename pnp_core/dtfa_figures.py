@@ -55,7 +55,10 @@ def plot_landscapes(panels, space, axes, theta_target, pdf, png) -> None:
 
     plt = _pyplot()
     scaler = box_scaler(space)
-    fig, axs = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.4), squeeze=False)
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+    fig, axs = plt.subplots(1, len(panels), figsize=(5.8 * len(panels), 4.4), squeeze=False,
+                            layout="constrained")
 
     def phys(col, nu_vals):  # physical values of ν along one column
         nu = np.zeros((len(nu_vals), len(space)))
@@ -78,9 +81,11 @@ def plot_landscapes(panels, space, axes, theta_target, pdf, png) -> None:
             ax.plot(pa[-1], pb[-1], "x", color="red", ms=6, mew=2)
         ax.plot(theta_target[a], theta_target[b], "*", color="gold", ms=14, mec="black",
                 label="target")
-        for col, setter in ((a, ax.set_xscale), (b, ax.set_yscale)):
+        for col, setter, axis in ((a, ax.set_xscale, ax.xaxis), (b, ax.set_yscale, ax.yaxis)):
             if space.params[col].log:
                 setter("log")
+                axis.set_major_formatter(ScalarFormatter())   # 3, not 3×10⁰
+                axis.set_minor_formatter(NullFormatter())
         ax.set_xlabel(axis_label(space, a))
         ax.set_ylabel(axis_label(space, b))
         ax.set_title(f"{LOSS_LABELS.get(panel['loss'], panel['loss'])}: "

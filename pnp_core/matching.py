@@ -279,8 +279,8 @@ def match_pairs(spec, theta_target, theta_init, loss: str, *, steps: int, lr: fl
     loss : one of :data:`LOSSES`
     """
     scaler = box_scaler(spec.space)
-    tt = torch.as_tensor(np.asarray(theta_target, dtype=np.float64))
-    ti = torch.as_tensor(np.asarray(theta_init, dtype=np.float64))
+    tt = torch.as_tensor(np.array(theta_target, dtype=np.float64))
+    ti = torch.as_tensor(np.array(theta_init, dtype=np.float64))
     nu_star_all = scaler.forward(tt).to(dtype)
     nu0_all = scaler.forward(ti).clamp(-1, 1).to(dtype)
     feature = spec.feature if loss in ("jtfs", "pnp") else None

@@ -22,6 +22,11 @@ COMMANDS = {
     "jacobian": "jacobian",
     "merge-jacobian": "merge_jacobian",
     "jacobian-summary": "jacobian_summary",
+    # DTFA: per-sound matching by gradient descent (pnp_core.matching, pnp_core.dtfa)
+    "match-grid": "match_grid",
+    "dtfa-table": "dtfa_table",
+    "dtfa-figure": "dtfa_figure",
+    "match": "match",
 }
 
 

@@ -31,6 +31,7 @@ SECTIONS = {
     "features": ("type", "settings", "dataset", "feature"),
     "jacobian": ("type", "settings", "dataset", "feature", "rescaling"),
     "train": ("type", "settings", "dataset", "feature", "rescaling"),
+    "dtfa": ("type", "settings", "dataset", "feature"),
 }
 
 #: the provenance record of every output: package version, then the entry's sections

@@ -52,3 +52,42 @@ def all_targets():
         ext=[".parquet", ".summary.parquet", ".quantiles.parquet"],
     )
     return targets
+
+
+# -- DTFA (workflow/rules/dtfa.smk) ------------------------------------------------------------
+
+
+def dtfa_override_json(wildcards):
+    """Params function: dtfa.overrides.{synth} as JSON for --override."""
+    return json.dumps(config["dtfa"]["overrides"].get(wildcards.synth, {}), sort_keys=True)
+
+
+def dtfa_figure_entry(kind):
+    """Params function: the entry slice and override of the synth a DTFA figure uses."""
+
+    def entry(wildcards):
+        synth = config["dtfa"][kind]["synth"]
+        return json.dumps(entry_slice(config["synths"][synth], "dtfa", config["plugins"]))
+
+    return entry
+
+
+def dtfa_figure_override(kind):
+    def override(wildcards):
+        synth = config["dtfa"][kind]["synth"]
+        return json.dumps(config["dtfa"]["overrides"].get(synth, {}), sort_keys=True)
+
+    return override
+
+
+def dtfa_targets():
+    """The named target `dtfa`: table, traces and figures."""
+    d = config["dtfa"]
+    targets = ["results/tables/dtfa.csv"]
+    targets += expand("results/dtfa/{synth}/traces.parquet", synth=d["synths"])
+    targets += expand(
+        "results/figures/dtfa_{name}.{ext}",
+        name=["landscape", "timeshift", "convergence"],
+        ext=["pdf", "png"],
+    )
+    return targets

@@ -142,7 +142,9 @@ def load_params(path, fold: str | None = None, *, space: ParamSpace | None = Non
                              "for this synthesizer")
     if fold is not None:
         df = df[df["fold"] == fold]
-    return df.sort_values("id").reset_index(drop=True)
+    df = df.sort_values("id").reset_index(drop=True)
+    df.attrs["source"] = str(path)  # named by the row checks (ParamSpace.validate)
+    return df
 
 
 def theta_batches(df: pd.DataFrame, space: ParamSpace, batch_size: int, *, device="cpu",
@@ -165,7 +167,7 @@ def theta_batches(df: pd.DataFrame, space: ParamSpace, batch_size: int, *, devic
         raise ValueError(f"parameter table lacks column(s) {missing} of the synthesizer")
     ids = df["id"].to_numpy()
     theta = np.array(df[space.names], dtype=np.float64)  # a writable copy for torch
-    space.validate(theta, ids, fold=fold)
+    space.validate(theta, ids, fold=fold, source=df.attrs.get("source"))
     dtype = dtype or torch.get_default_dtype()
     with tqdm(total=len(df), desc=desc, unit="sample", disable=not progress) as bar:
         for start in range(0, len(df), batch_size):

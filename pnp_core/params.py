@@ -115,7 +115,7 @@ class ParamSpace:
             where = f" ({fold} fold)" if fold else ""
             value = float(arr[row, col])
             what = "is not finite" if not np.isfinite(value) else \
-                f"is outside its range [{p.low:g}, {p.high:g}] {p.unit}"
+                f"is out of range [{p.low:g}, {p.high:g}] {p.unit}"
             fix = (f"; fix or remove the row in {source}, or rebuild the table with "
                    "`pnp dataset`") if source else ""
             raise DataError(

@@ -109,8 +109,11 @@ def validate_entry(entry: dict, name: str = "<entry>") -> dict:
     """Validate one ``synths.<name>`` entry (as passed to the CLI), filling defaults."""
     schema = load_yaml(SCHEMA_PATH)
     sub = {**schema["$defs"]["synth"], "$defs": schema["$defs"]}
+    given = set(entry)
     _check(entry, sub, f"entry synths.{name}", prefix=("synths", name))
-    check_semantics({"synths": {name: entry}})
+    # a rule's slice leaves out sections its stage does not use: their defaults (e.g. a
+    # JTFS too large for a short sound) are not this stage's business
+    check_semantics({"synths": {name: entry}}, sections=given)
     return entry
 
 
@@ -170,12 +173,14 @@ def _check_integers(cls, settings: Mapping, key: str) -> None:
             raise ConfigError(f"config key '{key}.{name}' must be an integer, got {value!r}")
 
 
-def check_semantics(config: dict) -> None:
+def check_semantics(config: dict, sections=None) -> None:
     """Checks a schema cannot express: registry names, settings, fold sizes.
 
     Every synthesizer, dataset design and feature configured is built (cheaply: a
     feature validates its settings with ``check_settings``, without its filter bank),
     so any value the classes would refuse is refused here, naming the full key.
+    ``sections`` (default: all) limits the dataset and feature checks to the entry
+    sections named (a rule's slice of an entry).
     """
     from pnp_core.datasets import GridDesign
     from pnp_core.features import FEATURES
@@ -195,10 +200,13 @@ def check_semantics(config: dict) -> None:
             synth = cls(**entry["settings"])
         except (ValueError, TypeError) as err:
             raise _refuse(err, f"{base}.settings", entry["settings"]) from None
-        try:
-            GridDesign(**entry["dataset"]).fold_sizes(len(synth.space))
-        except (ValueError, TypeError) as err:
-            raise _refuse(err, f"{base}.dataset", entry["dataset"]) from None
+        if sections is None or "dataset" in sections:
+            try:
+                GridDesign(**entry["dataset"]).fold_sizes(len(synth.space))
+            except (ValueError, TypeError) as err:
+                raise _refuse(err, f"{base}.dataset", entry["dataset"]) from None
+        if sections is not None and "feature" not in sections:
+            continue
         try:
             fcls = FEATURES.get(entry["feature"]["type"])
         except KeyError as err:

@@ -185,3 +185,12 @@ def test_snakemake_names_yaml_file_and_line_and_late_config_keys(workdir):
     proc = snakemake(workdir, "-n", "--configfile", "j40.yaml", check=False)
     assert proc.returncode != 0
     assert "config key 'synths.ftm.feature.settings.J'" in proc.stdout + proc.stderr
+
+
+def test_a_rules_slice_is_not_judged_on_sections_it_leaves_out(tmp_path):
+    """The dataset rule gets no `feature` section: the default JTFS (J = 13) would not fit
+    2048 samples, but that is not the dataset stage's business."""
+    from pnp_core.spec import RunSpec
+
+    spec = RunSpec.from_entry({k: ENTRY[k] for k in ("type", "settings", "dataset")})
+    assert spec.fold_sizes()["test"] == 4

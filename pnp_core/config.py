@@ -118,7 +118,18 @@ def validate_entry(entry: dict, name: str = "<entry>") -> dict:
 
 
 def import_plugins(config: Mapping) -> None:
-    """Import the modules listed under ``plugins`` (they register user classes)."""
+    """Import the modules listed under ``plugins`` (they register user classes).
+
+    Modules are found on ``sys.path`` and, like ``python -m``, in the current working
+    directory, which for every ``pnp`` process Snakemake starts is the workflow's
+    directory: ``plugins: [mylab.synths]`` finds ``./mylab/synths.py`` there without
+    installing it or setting ``PYTHONPATH``.
+    """
+    import os
+    import sys
+
+    if config.get("plugins") and os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.append(os.getcwd())
     for module in config.get("plugins", []):
         try:
             importlib.import_module(module)

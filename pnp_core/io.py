@@ -20,7 +20,7 @@ Tables
     ``meta_sha256``
         the SHA-256 of the rest of this JSON object (canonical: sorted keys), so a
         flipped bit in the metadata is refused on read instead of silently changing,
-        e.g., the scaler bounds a metric was taken in (files without it are accepted),
+        e.g., the scaler bounds a metric was taken in (a file without it is refused),
 
     and whatever else the writer adds. Parquet page checksums are written and
     verified. Columns are documented where each format is defined.
@@ -155,9 +155,11 @@ def _decode_meta(path: Path, raw: Mapping, fmt: str | None, what: str) -> dict:
             raise ValueError("metadata is not a JSON object")
     except (UnicodeDecodeError, ValueError) as err:
         raise TableFileError(f"{path}: corrupted metadata ({err}); {_hint(what)}") from None
-    if "meta_sha256" in meta and meta["meta_sha256"] != _meta_checksum(meta):
-        raise TableFileError(f"{path}: corrupted metadata (its checksum does not match: a "
-                             f"damaged or hand-edited file); {_hint(what)}")
+    if meta.get("meta_sha256") != _meta_checksum(meta):
+        why = "its checksum does not match" if "meta_sha256" in meta else "no checksum"
+        raise TableFileError(f"{path}: corrupted metadata ({why}: a damaged or hand-edited "
+                             f"file, or one written before pnp_core 0.1 checked them); "
+                             f"{_hint(what)}")
     if fmt is not None:
         want_name, want_version = _split_format(fmt)
         got = str(meta.get("format", ""))

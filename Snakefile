@@ -6,9 +6,12 @@
 # Output paths are the API between rules; see README.md and docs/.
 from snakemake.utils import min_version
 
-from pnp_core.config import validate_config
+from pnp_core.config import load_yaml, validate_config
 
 min_version("9.0")
+
+# Snakemake's own message for a YAML syntax error names neither file nor line: say both.
+load_yaml("config.yaml")
 
 
 configfile: "config.yaml"

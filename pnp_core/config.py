@@ -9,6 +9,9 @@ from __future__ import annotations
 import copy
 import importlib
 import inspect
+import re
+import types
+import typing
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -106,13 +109,27 @@ def validate_entry(entry: dict, name: str = "<entry>") -> dict:
     """Validate one ``synths.<name>`` entry (as passed to the CLI), filling defaults."""
     schema = load_yaml(SCHEMA_PATH)
     sub = {**schema["$defs"]["synth"], "$defs": schema["$defs"]}
+    given = set(entry)
     _check(entry, sub, f"entry synths.{name}", prefix=("synths", name))
-    check_semantics({"synths": {name: entry}})
+    # a rule's slice leaves out sections its stage does not use: their defaults (e.g. a
+    # JTFS too large for a short sound) are not this stage's business
+    check_semantics({"synths": {name: entry}}, sections=given)
     return entry
 
 
 def import_plugins(config: Mapping) -> None:
-    """Import the modules listed under ``plugins`` (they register user classes)."""
+    """Import the modules listed under ``plugins`` (they register user classes).
+
+    Modules are found on ``sys.path`` and, like ``python -m``, in the current working
+    directory, which for every ``pnp`` process Snakemake starts is the workflow's
+    directory: ``plugins: [mylab.synths]`` finds ``./mylab/synths.py`` there without
+    installing it or setting ``PYTHONPATH``.
+    """
+    import os
+    import sys
+
+    if config.get("plugins") and os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.append(os.getcwd())
     for module in config.get("plugins", []):
         try:
             importlib.import_module(module)
@@ -131,8 +148,51 @@ def _check_kwargs(cls, settings: Mapping, key: str, injected=()) -> None:
                               f"(allowed: {', '.join(allowed)})")
 
 
-def check_semantics(config: dict) -> None:
-    """Checks a schema cannot express: registry names, settings, fold sizes."""
+def _culprit(message: str, names) -> str | None:
+    """The setting an error message is about: the only one it mentions as ``name=…``,
+    else the only one it mentions at all; None when that is ambiguous."""
+    for pattern in (r"(?<![\w]){}\s*=", r"(?<![\w]){}(?![\w])"):
+        hits = [n for n in names if re.search(pattern.format(re.escape(str(n))), message)]
+        if len(hits) == 1:
+            return hits[0]
+        if hits:
+            return None
+    return None
+
+
+def _refuse(err: Exception, key: str, names) -> ConfigError:
+    name = _culprit(str(err), names)
+    return ConfigError(f"config key '{key}.{name}' is invalid: {err}" if name
+                       else f"config key '{key}' is invalid: {err}")
+
+
+def _check_integers(cls, settings: Mapping, key: str) -> None:
+    """Settings annotated ``int`` (or ``int | None``) must be integers: the classes call
+    ``int()`` on them, which would silently turn 8192.5 into 8192."""
+    try:
+        params = inspect.signature(cls, eval_str=True).parameters
+    except Exception:  # unresolvable annotations in a plugin: nothing to check here
+        return
+    for name, value in settings.items():
+        ann = params[name].annotation if name in params else None
+        args = typing.get_args(ann) if isinstance(ann, types.UnionType) or \
+            typing.get_origin(ann) is typing.Union else (ann,)
+        if int not in args or (value is None and type(None) in args):
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or not float(value).is_integer():
+            raise ConfigError(f"config key '{key}.{name}' must be an integer, got {value!r}")
+
+
+def check_semantics(config: dict, sections=None) -> None:
+    """Checks a schema cannot express: registry names, settings, fold sizes.
+
+    Every synthesizer, dataset design and feature configured is built (cheaply: a
+    feature validates its settings with ``check_settings``, without its filter bank),
+    so any value the classes would refuse is refused here, naming the full key.
+    ``sections`` (default: all) limits the dataset and feature checks to the entry
+    sections named (a rule's slice of an entry).
+    """
     from pnp_core.datasets import GridDesign
     from pnp_core.features import FEATURES
     from pnp_core.synth import SYNTHS
@@ -146,18 +206,29 @@ def check_semantics(config: dict) -> None:
         except KeyError as err:
             raise ConfigError(f"config key '{base}.type': {err.args[0]}") from None
         _check_kwargs(cls, entry["settings"], f"{base}.settings")
+        _check_integers(cls, entry["settings"], f"{base}.settings")
         try:
             synth = cls(**entry["settings"])
-            design = GridDesign(**entry["dataset"])
-            design.fold_sizes(len(synth.space))
         except (ValueError, TypeError) as err:
-            raise ConfigError(f"config key '{base}': {err}") from None
+            raise _refuse(err, f"{base}.settings", entry["settings"]) from None
+        if sections is None or "dataset" in sections:
+            try:
+                GridDesign(**entry["dataset"]).fold_sizes(len(synth.space))
+            except (ValueError, TypeError) as err:
+                raise _refuse(err, f"{base}.dataset", entry["dataset"]) from None
+        if sections is not None and "feature" not in sections:
+            continue
         try:
             fcls = FEATURES.get(entry["feature"]["type"])
         except KeyError as err:
             raise ConfigError(f"config key '{base}.feature.type': {err.args[0]}") from None
-        _check_kwargs(fcls, entry["feature"]["settings"], f"{base}.feature.settings",
-                      injected=("n_samples",))
+        fkey, fset = f"{base}.feature.settings", entry["feature"]["settings"]
+        _check_kwargs(fcls, fset, fkey, injected=("n_samples",))
+        _check_integers(fcls, fset, fkey)
+        try:
+            fcls.check_settings(n_samples=synth.n_samples, **fset)
+        except (ValueError, TypeError) as err:
+            raise _refuse(err, fkey, fset) from None
 
 
 def synth_entry(config: Mapping, name: str) -> dict:

@@ -142,13 +142,16 @@ def load_params(path, fold: str | None = None, *, space: ParamSpace | None = Non
                              "for this synthesizer")
     if fold is not None:
         df = df[df["fold"] == fold]
-    return df.sort_values("id").reset_index(drop=True)
+    df = df.sort_values("id").reset_index(drop=True)
+    df.attrs["source"] = str(path)  # named by the row checks (ParamSpace.validate)
+    return df
 
 
 def theta_batches(df: pd.DataFrame, space: ParamSpace, batch_size: int, *, device="cpu",
                   dtype=None, desc: str | None = None, progress: bool = True,
                   fold: str | None = None):
-    """Iterate over ``df`` in batches of physical θ, with a progress bar.
+    """Iterate over ``df`` in batches of physical θ, with progress (bar in the log, a line
+    on the terminal every ~30 s: :class:`pnp_core.progress.Progress`).
 
     Yields
     ------
@@ -156,7 +159,8 @@ def theta_batches(df: pd.DataFrame, space: ParamSpace, batch_size: int, *, devic
     theta : Tensor (b, P) of ``dtype`` on ``device``, validated (finite, in range)
     """
     import torch
-    from tqdm.auto import tqdm
+
+    from pnp_core.progress import Progress
 
     if batch_size < 1:
         raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
@@ -165,9 +169,9 @@ def theta_batches(df: pd.DataFrame, space: ParamSpace, batch_size: int, *, devic
         raise ValueError(f"parameter table lacks column(s) {missing} of the synthesizer")
     ids = df["id"].to_numpy()
     theta = np.array(df[space.names], dtype=np.float64)  # a writable copy for torch
-    space.validate(theta, ids, fold=fold)
+    space.validate(theta, ids, fold=fold, source=df.attrs.get("source"))
     dtype = dtype or torch.get_default_dtype()
-    with tqdm(total=len(df), desc=desc, unit="sample", disable=not progress) as bar:
+    with Progress(len(df), desc or "batches", unit="sample", disable=not progress) as bar:
         for start in range(0, len(df), batch_size):
             sl = slice(start, start + batch_size)
             yield ids[sl], torch.as_tensor(theta[sl], dtype=dtype, device=device)

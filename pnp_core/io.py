@@ -17,6 +17,11 @@ Tables
     ``provenance``
         where the numbers come from (:data:`pnp_core.spec.PROVENANCE_KEYS`),
 
+    ``meta_sha256``
+        the SHA-256 of the rest of this JSON object (canonical: sorted keys), so a
+        flipped bit in the metadata is refused on read instead of silently changing,
+        e.g., the scaler bounds a metric was taken in (a file without it is refused),
+
     and whatever else the writer adds. Parquet page checksums are written and
     verified. Columns are documented where each format is defined.
 """
@@ -36,6 +41,23 @@ from pnp_core.errors import TableFileError
 
 #: the Arrow schema-metadata key holding a table's JSON metadata
 META_KEY = b"pnp"
+
+#: what each table format is and which step writes it (for "wrong file" messages)
+KNOWN_FORMATS = {
+    "pnp-params": "a params table (id, fold, bin_code, θ; written by `pnp dataset`)",
+    "pnp-metric": "a metric file (M = JᵀJ per sample; written by `pnp jacobian` or "
+                  "`pnp merge-jacobian`)",
+    "pnp-metric-summary": "a metric summary (written by `pnp jacobian-summary --out`)",
+    "pnp-metric-quantiles": "a quantile table (written by `pnp jacobian-summary "
+                            "--quantiles-out`)",
+}
+
+
+def _meta_checksum(meta: Mapping) -> str:
+    import hashlib
+
+    body = {k: v for k, v in meta.items() if k != "meta_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
 @contextlib.contextmanager
@@ -85,7 +107,9 @@ def write_table(data, path: str | os.PathLike, fmt: str, meta: Mapping | None = 
     table = pa.Table.from_pandas(data, preserve_index=False) if isinstance(data, pd.DataFrame) \
         else data
     merged = dict(table.schema.metadata or {})
-    merged[META_KEY] = json.dumps({**(meta or {}), "format": fmt}, sort_keys=True).encode()
+    full = {**(meta or {}), "format": fmt}
+    full["meta_sha256"] = _meta_checksum(full)
+    merged[META_KEY] = json.dumps(full, sort_keys=True).encode()
     table = table.replace_schema_metadata(merged)
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp, write_page_checksum=True)
@@ -131,6 +155,11 @@ def _decode_meta(path: Path, raw: Mapping, fmt: str | None, what: str) -> dict:
             raise ValueError("metadata is not a JSON object")
     except (UnicodeDecodeError, ValueError) as err:
         raise TableFileError(f"{path}: corrupted metadata ({err}); {_hint(what)}") from None
+    if meta.get("meta_sha256") != _meta_checksum(meta):
+        why = "its checksum does not match" if "meta_sha256" in meta else "no checksum"
+        raise TableFileError(f"{path}: corrupted metadata ({why}: a damaged or hand-edited "
+                             f"file, or one written before pnp_core 0.1 checked them); "
+                             f"{_hint(what)}")
     if fmt is not None:
         want_name, want_version = _split_format(fmt)
         got = str(meta.get("format", ""))
@@ -140,8 +169,10 @@ def _decode_meta(path: Path, raw: Mapping, fmt: str | None, what: str) -> dict:
             raise TableFileError(f"{path}: corrupted metadata (format {got!r}); {_hint(what)}") \
                 from None
         if got_name != want_name:
-            raise TableFileError(f"{path}: a {got_name!r} table, expected {want_name!r}"
-                                 + (f" ({what})" if what else "") + "; check the path")
+            got_what = KNOWN_FORMATS.get(got_name, f"a {got_name!r} table")
+            want_what = KNOWN_FORMATS.get(want_name, f"a {want_name!r} table")
+            raise TableFileError(f"{path}: this is {got_what} (format {got}), not {want_what} "
+                                 f"(format {fmt}); keep the file and pass the right path")
         if got_version != want_version:
             raise TableFileError(f"{path}: format {got} but this pnp_core reads {fmt}; "
                                  f"{_hint(what)}")

@@ -94,12 +94,13 @@ class ParamSpace:
         return np.where(self.log_mask, 10.0 ** u, u)
 
     def validate(self, theta, ids: Iterable | None = None, *, rtol: float = 1e-9,
-                 fold: str | None = None) -> None:
+                 fold: str | None = None, source: str | None = None) -> None:
         """Raise :class:`~pnp_core.errors.DataError` naming the parameter, sample id
         (and ``fold`` when given) of the first bad θ.
 
         θ must be finite and inside [low, high] (up to a relative tolerance
-        ``rtol`` of the range, for float round-off at the grid's edges).
+        ``rtol`` of the range, for float round-off at the grid's edges). ``source``
+        (the params file the rows come from) is named in the message too.
         """
         arr = theta.detach().cpu().numpy() if isinstance(theta, torch.Tensor) else np.asarray(theta)
         arr = np.atleast_2d(np.asarray(arr, dtype=np.float64))
@@ -112,10 +113,15 @@ class ParamSpace:
             row, col = map(int, np.argwhere(bad)[0])
             p = self.params[col]
             where = f" ({fold} fold)" if fold else ""
+            value = float(arr[row, col])
+            what = "is not finite" if not np.isfinite(value) else \
+                f"is out of range [{p.low:g}, {p.high:g}] {p.unit}"
+            fix = (f"; fix or remove the row in {source}, or rebuild the table with "
+                   "`pnp dataset`") if source else ""
             raise DataError(
-                f"sample id {ids[row]}{where}: parameter {p.name!r} = {arr[row, col]!r} is "
-                f"{'not finite' if not np.isfinite(arr[row, col]) else 'out of range'} "
-                f"[{p.low}, {p.high}] {p.unit} ({int(bad.sum())} bad value(s) in total)"
+                (f"{source}: " if source else "")
+                + f"sample id {ids[row]}{where}: parameter {p.name!r} = {value:g} {what} "
+                f"({int(bad.sum())} bad value(s) in total){fix}"
             )
 
     def describe(self) -> str:

@@ -149,7 +149,8 @@ class RunSpec:
         kind = kind or self.rescaling
         train = params[params["fold"] == "train"]
         theta = train[self.space.names].to_numpy(dtype=np.float64)
-        self.space.validate(theta, train["id"].to_numpy(), fold="train")
+        self.space.validate(theta, train["id"].to_numpy(), fold="train",
+                            source=params.attrs.get("source"))
         if kind in ("minmax", "logminmax") and len(train) == 0:
             raise DataError(f"the train fold is empty, cannot fit the {kind!r} rescaling")
         try:

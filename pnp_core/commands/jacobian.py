@@ -36,7 +36,7 @@ def add_arguments(parser) -> None:
     add_device_argument(parser)
     parser.add_argument("--threads", type=int, default=None,
                         help="torch intra-op threads (default: torch's own choice)")
-    parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (log) and no progress lines (terminal)")
     parser.add_argument("--out", required=True, help="output shard path (.parquet)")
 
 

@@ -21,6 +21,17 @@ class Feature(abc.ABC):
 
     name: ClassVar[str]
 
+    @classmethod
+    def check_settings(cls, n_samples: int, **settings) -> None:
+        """Raise ``ValueError``/``TypeError`` for settings the constructor would refuse.
+
+        Config validation calls this for every configured feature, so a bad value
+        fails at load, not in the first job. The default constructs the feature;
+        a feature whose construction is costly (a filter bank) overrides it with
+        its argument checks alone.
+        """
+        cls(n_samples=n_samples, **settings)
+
     @abc.abstractmethod
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, N) → Φ(x) (B, K), same dtype and device as x."""

@@ -22,6 +22,7 @@ COMMANDS = {
     "jacobian": "jacobian",
     "merge-jacobian": "merge_jacobian",
     "jacobian-summary": "jacobian_summary",
+    "train": "train",
 }
 
 

@@ -20,7 +20,8 @@ Settings (FTM drum, logminmax):
 
 The step time is the median of ``--repeats`` steps after one warm-up step (DDSP-JTFS at the
 paper setting: ``max(1, repeats // 3)``). Columns: setting, loss, encoder, batch, n_samples,
-seconds_per_step, ratio_to_p, ratio_to_pnp, repeats, threads, device.
+seconds_per_step, ratio_to_p, ratio_to_pnp, overhead_vs_p_s (seconds the loss adds to the
+P-loss step), repeats, threads, device.
 """
 
 from __future__ import annotations
@@ -128,6 +129,8 @@ def main(argv=None) -> None:
         pnp = grp.loc[grp["loss"] == "pnp", "seconds_per_step"].iloc[0]
         df.loc[grp.index, "ratio_to_p"] = grp["seconds_per_step"] / p
         df.loc[grp.index, "ratio_to_pnp"] = grp["seconds_per_step"] / pnp
+        # what the loss adds on top of the shared part (synthesis of x, CQT, encoder, Adam)
+        df.loc[grp.index, "overhead_vs_p_s"] = grp["seconds_per_step"] - p
     df["threads"], df["device"] = args.threads, str(device)
     out = Path(args.out)
     with atomic_path(out) as tmp:

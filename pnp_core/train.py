@@ -257,9 +257,10 @@ class Run:
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.optimizer, patience=int(training["plateau_patience"]), factor=0.1)
         d = training["damping"]
-        self.damping = Damping(self.run["damping"], self.lam0, factor=d["factor"],
-                               accelerator=d["accelerator"], brake=d["brake"],
-                               restore_best=d["restore_best"])
+        # damping (and its weight restores) belongs to PNP only; other losses keep λ = 0
+        self.damping = Damping(self.run["damping"] if self.loss == "pnp" else "constant",
+                               self.lam0, factor=d["factor"], accelerator=d["accelerator"],
+                               brake=d["brake"], restore_best=d["restore_best"])
         self.order_gen = torch.Generator().manual_seed(int(self.run["seed"]))
         self.cache = {}
         self.fingerprint = fingerprint({"run": self.run, "training": training,

@@ -151,3 +151,10 @@ def test_nan_loss_stops_naming_epoch_and_step_and_keeps_the_checkpoint(data, tmp
         train_run(r, tmp_path, progress=False)
     state = torch.load(tmp_path / "checkpoint" / "last.pt", weights_only=False)
     assert state["epoch"] == 1
+
+
+def test_damping_is_inert_for_losses_other_than_pnp(data):
+    r = make_run(data, {"loss": "p"})
+    assert r.damping.schedule == "constant" and r.damping.lam == 0.0
+    r = make_run(data, {"loss": "pnp"})
+    assert r.damping.schedule == "adaptive" and r.damping.lam > 0

@@ -200,3 +200,15 @@ def test_constant_and_scheduled_and_state_roundtrip():
     assert b.lam == a.lam and b.best_loss == 1.0
     with pytest.raises(ValueError):
         Damping("constant").load_state_dict(a.state_dict())
+
+
+def test_mss_gradient_is_finite_on_denormal_bins():
+    """torch's |z| backward is NaN at denormal magnitudes (silent float32 STFT frames)."""
+    from pnp_core.features.mss import _magnitude
+
+    z = torch.tensor([complex(1e-39, 1e-39), 0j, 1 + 1j], dtype=torch.complex64,
+                     requires_grad=True)
+    g, = torch.autograd.grad(_magnitude(z).sum(), z)
+    assert torch.isfinite(torch.view_as_real(g)).all()
+    assert torch.allclose(g[2], torch.tensor(0.5 ** 0.5 * (1 + 1j), dtype=torch.complex64))
+    assert torch.equal(_magnitude(z.detach()), z.detach().abs())

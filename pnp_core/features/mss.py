@@ -28,7 +28,7 @@ def _hann(n: int, dtype: torch.dtype, device: str) -> torch.Tensor:
 
 
 class _SafeAbs(torch.autograd.Function):
-    """|z| of a complex tensor, with gradient z/|z| set to 0 where |z| is 0 or tiny.
+    """|z| of a complex tensor, with gradient z/|z| set to 0 where |z| is 0 or denormal.
 
     torch's own backward of ``abs`` returns NaN on float32 STFT bins whose magnitude
     underflows (silent frames of a windowed sound), which poisoned DDSP-MSS training;
@@ -44,9 +44,9 @@ class _SafeAbs(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         z, mag = ctx.saved_tensors
-        tiny = torch.finfo(mag.dtype).tiny ** 0.5
-        safe = torch.where(mag > tiny, mag, torch.ones_like(mag))
-        return torch.where(mag > tiny, grad / safe, torch.zeros_like(mag)) * z
+        normal = mag >= torch.finfo(mag.dtype).tiny
+        unit = z / torch.where(normal, mag, torch.ones_like(mag))
+        return torch.where(normal, grad, torch.zeros_like(grad)) * unit
 
 
 def _magnitude(z: torch.Tensor) -> torch.Tensor:

@@ -25,6 +25,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/features.smk"
 include: "workflow/rules/jacobian.smk"
 include: "workflow/rules/dtfa.smk"
+include: "workflow/rules/train.smk"
 
 
 rule all:

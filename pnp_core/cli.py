@@ -27,6 +27,7 @@ COMMANDS = {
     "dtfa-table": "dtfa_table",
     "dtfa-figure": "dtfa_figure",
     "match": "match",
+    "train": "train",
 }
 
 

@@ -30,8 +30,8 @@ SECTIONS = {
     "dataset": ("type", "settings", "dataset"),
     "features": ("type", "settings", "dataset", "feature"),
     "jacobian": ("type", "settings", "dataset", "feature", "rescaling"),
-    "train": ("type", "settings", "dataset", "feature", "rescaling"),
     "dtfa": ("type", "settings", "dataset", "feature"),
+    "train": ("type", "settings", "dataset", "feature", "rescaling", "cqt"),
 }
 
 #: the provenance record of every output: package version, then the entry's sections

@@ -27,6 +27,35 @@ def _hann(n: int, dtype: torch.dtype, device: str) -> torch.Tensor:
     return torch.hann_window(n, dtype=dtype, device=device)
 
 
+class _SafeAbs(torch.autograd.Function):
+    """|z| of a complex tensor, with gradient z/|z| set to 0 where |z| is 0 or denormal.
+
+    torch's own backward of ``abs`` returns NaN on float32 STFT bins whose magnitude
+    underflows (silent frames of a windowed sound), which poisoned DDSP-MSS training;
+    the values are exactly ``z.abs()``.
+    """
+
+    @staticmethod
+    def forward(ctx, z):
+        mag = z.abs()
+        ctx.save_for_backward(z, mag)
+        return mag
+
+    @staticmethod
+    def backward(ctx, grad):
+        z, mag = ctx.saved_tensors
+        normal = mag >= torch.finfo(mag.dtype).tiny
+        unit = z / torch.where(normal, mag, torch.ones_like(mag))
+        return torch.where(normal, grad, torch.zeros_like(grad)) * unit
+
+
+def _magnitude(z: torch.Tensor) -> torch.Tensor:
+    # forward-mode (jvp) and vmap keep torch's own abs; reverse mode gets the safe gradient
+    if torch.is_grad_enabled() and z.requires_grad:
+        return _SafeAbs.apply(z)
+    return z.abs()
+
+
 @FEATURES.register("mss")
 class MultiScaleSpectrogram(Feature):
     """Parameters: ``n_samples`` (input length), ``n_ffts``, ``log_weight``, ``log_eps``."""
@@ -48,7 +77,7 @@ class MultiScaleSpectrogram(Feature):
             window = _hann(n, x.dtype, str(x.device))
             spec = torch.stft(x, n_fft=n, hop_length=n // 4, window=window, center=True,
                               pad_mode="reflect", return_complex=True)
-            out.append(spec.abs())
+            out.append(_magnitude(spec))
         return out
 
     def _scale_terms(self, mags: list[torch.Tensor]) -> list[torch.Tensor]:

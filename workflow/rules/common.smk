@@ -1,6 +1,8 @@
 # Shared helpers: wildcard constraints, per-rule config slices, targets.
 import json
 
+import pandas as pd
+
 from pnp_core.metric_file import n_shards, shard_name
 from pnp_core.spec import RunSpec, entry_slice
 
@@ -40,7 +42,7 @@ def jacobian_shards(wildcards):
 
 
 def all_targets():
-    """Everything `snakemake` builds by default: datasets, features, metrics."""
+    """Everything `snakemake` builds by default: datasets, features, metrics, Table-1 runs."""
     targets = expand("results/data/{synth}/params.parquet", synth=SYNTHS)
     targets += expand(
         "results/features/{synth}/{fold}.pt", synth=SYNTHS, fold=config["features"]["folds"]
@@ -51,6 +53,7 @@ def all_targets():
         fold=config["jacobian"]["folds"],
         ext=[".parquet", ".summary.parquet", ".quantiles.parquet"],
     )
+    targets += run_targets("table1")  # the trainings Table 1 needs (run grid below)
     return targets
 
 
@@ -91,3 +94,145 @@ def dtfa_targets():
         ext=["pdf", "png"],
     )
     return targets
+# -- the run grid (training) ----------------------------------------------------------------------
+
+#: the loss part of a run name
+LOSS_NAMES = {"p": "p", "pnp": "pnp-jtfs", "ddsp_mss": "ddsp-mss", "ddsp_jtfs": "ddsp-jtfs"}
+#: run-row columns that are ablation values (None = the config's default)
+RUN_AXES = ["rescaling", "optimizer", "clip", "damping", "damping_matrix"]
+SUFFIX = {
+    "rescaling": "rescale",
+    "optimizer": "opt",
+    "clip": "clip",
+    "damping": "damp",
+    "damping_matrix": "D",
+}
+
+
+def run_name(loss, seed, stage=None, **axes):
+    """A readable, stable run name: loss, the non-default ablation values, stage, seed,
+    e.g. pnp-jtfs_seed0, pnp-jtfs_D-diag_seed0, p_pretrain_seed0."""
+    parts = [LOSS_NAMES[loss]]
+    parts += [f"{SUFFIX[k]}-{axes[k]}" for k in RUN_AXES if axes.get(k) is not None]
+    parts += [stage] if stage else []
+    return "_".join(parts + [f"seed{seed}"])
+
+
+def make_run_grid(config):
+    """The run grid: one row per (synth, run); group 'table1' or 'ablation'.
+
+    Table 1: P-loss, DDSP-MSS, DDSP-JTFS and PNP-JTFS (adaptive damping) per synth and
+    seed. Ablations (the axes in training.ablations), each one value changed from the
+    Table-1 run: rescaling (other three) for P and PNP; Sophia and global-norm clipping
+    for P and PNP; damping constant (λ = 0, undamped) and scheduled; D = diag(M) and mean M;
+    pretraining: P-loss for half the epochs, then PNP or DDSP-MSS fine-tuning from it.
+    """
+    tr = config["training"]
+    half = max(1, tr["epochs"] // 2)
+    rows = []
+    for synth, entry in config["synths"].items():
+        for seed in tr["seeds"]:
+
+            def add(group, loss, stage=None, init=None, epochs=None, **axes):
+                row = {
+                    "synth": synth,
+                    "group": group,
+                    "loss": loss,
+                    "seed": seed,
+                    "init": init,
+                    "epochs": epochs,
+                    **{k: axes.get(k) for k in RUN_AXES},
+                }
+                row["name"] = run_name(loss, seed, stage, **axes)
+                rows.append(row)
+                return row["name"]
+
+            for loss in ("p", "ddsp_mss", "ddsp_jtfs", "pnp"):
+                add("table1", loss)
+            axes = tr["ablations"]
+            if "rescaling" in axes:
+                for kind in ("raw", "log", "minmax", "logminmax"):
+                    if kind != entry.get("rescaling", "logminmax"):
+                        add("ablation", "p", rescaling=kind)
+                        add("ablation", "pnp", rescaling=kind)
+            for axis, value, losses in (
+                ("optimizer", "sophia", ("p", "pnp")),
+                ("clip", "norm", ("p", "pnp")),
+                ("damping", "constant", ("pnp",)),
+                ("damping", "scheduled", ("pnp",)),
+                ("damping_matrix", "diag", ("pnp",)),
+                ("damping_matrix", "mean", ("pnp",)),
+            ):
+                if axis in axes:
+                    for loss in losses:
+                        add("ablation", loss, **{axis: value})
+            if "pretraining" in axes:
+                pre = add("ablation", "p", stage="pretrain", epochs=half)
+                for loss in ("pnp", "ddsp_mss"):
+                    add("ablation", loss, stage="finetune", init=pre, epochs=half)
+    grid = pd.DataFrame(rows)
+    dup = grid[grid.duplicated(["synth", "name"])]
+    if len(dup):
+        raise ValueError(f"duplicate run names in the grid: {dup['name'].tolist()}")
+    return grid.set_index(["synth", "name"], drop=False).sort_index()
+
+
+RUNS = make_run_grid(config)
+
+
+def run_row(wildcards):
+    return RUNS.loc[(wildcards.synth, wildcards.run)]
+
+
+def run_json(wildcards):
+    """Params function: the run row as JSON for pnp train --run (ablation values, seed)."""
+    row = run_row(wildcards)
+    keep = ["name", "loss", "seed", "epochs", *RUN_AXES]
+    return json.dumps(
+        {k: (None if pd.isna(row[k]) else row[k]) for k in keep}, default=int, sort_keys=True
+    )
+
+
+#: training keys that do not change the numbers (resources, the grid itself)
+TRAINING_NOT_NUMERIC = ("ablations", "seeds", "threads", "mem_mb", "runtime")
+
+
+def training_json(wildcards):
+    tr = {k: v for k, v in config["training"].items() if k not in TRAINING_NOT_NUMERIC}
+    return json.dumps(tr, sort_keys=True)
+
+
+def train_inputs(wildcards):
+    """Input function of the train rule: params, merged metrics (PNP), pretrained model."""
+    row = run_row(wildcards)
+    synth = wildcards.synth
+    inputs = {"params": f"results/data/{synth}/params.parquet"}
+    if row["loss"] == "pnp":
+        inputs["metric_train"] = f"results/jacobian/{synth}/train.parquet"
+        inputs["metric_val"] = f"results/jacobian/{synth}/val.parquet"
+    if isinstance(row["init"], str):
+        inputs["init"] = f"results/runs/{synth}/{row['init']}/model.pt"
+    return inputs
+
+
+def train_extra_args(wildcards, input):
+    """Params function: the optional pnp train arguments that follow from the inputs."""
+    args = []
+    for key, flag in (
+        ("metric_train", "--metric-train"),
+        ("metric_val", "--metric-val"),
+        ("init", "--init-model"),
+    ):
+        if key in input.keys():
+            args.append(f"{flag} {input[key]}")
+    return " ".join(args)
+
+
+def run_targets(group):
+    """model.pt and history.parquet of the grid's runs in `group`."""
+    rows = RUNS[RUNS["group"] == group]
+    return [
+        f"results/runs/{s}/{n}/{f}"
+        for s, n in zip(rows["synth"], rows["name"])
+        for f in ("model.pt", "history.parquet")
+    ]

@@ -1,0 +1,143 @@
+"""Seconds per training step for P, PNP, DDSP-MSS and DDSP-JTFS (same encoder, same batch).
+
+    python benchmarks/bench_train_step.py [--settings laptop paper] [--batch-laptop 8]
+        [--batch-paper 2] [--repeats 5] [--threads 1] [--device cpu]
+        [--out results/benchmarks/train_step.csv]
+
+One training step, as ``pnp_core.train`` runs it without the input cache: synthesise the
+batch's target sounds x = g(θ) on the fly, the encoder's CQT input, encoder forward, the loss,
+backward (through the synthesizer and Φ for DDSP), optimizer step (Adam). PNP uses a
+(B, P, P) float64 M batch (values do not change the cost); DDSP-JTFS computes the target's
+Φ(x) without gradient and Φ(g(h⁻¹(ν̂))) with it.
+
+Settings (FTM drum, logminmax):
+
+* ``laptop``: config.yaml (n_samples 8192, JTFS J=8, Q=(12,1); small CNN; CQT 7 octaves);
+* ``paper``: the paper preset (n_samples 65536, JTFS J=13, Q=(12,1); EfficientNet-B0;
+  CQT 10 octaves from 8.6 Hz). The batch is small on CPU (``--batch-paper``): DDSP-JTFS at
+  the paper's batch 64 would take many minutes per step here; the cost of every loss is
+  close to linear in the batch, so the ratios carry over.
+
+The step time is the median of ``--repeats`` steps after one warm-up step (DDSP-JTFS at the
+paper setting: ``max(1, repeats // 3)``). Columns: setting, loss, encoder, batch, n_samples,
+seconds_per_step, ratio_to_p, ratio_to_pnp, overhead_vs_p_s (seconds the loss adds to the
+P-loss step), repeats, threads, device.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from pnp_core.encoders import Encoder, cqt_settings
+from pnp_core.features import get_feature
+from pnp_core.io import atomic_path
+from pnp_core.losses import ddsp_loss, p_loss, pnp_loss
+from pnp_core.params import Scaler
+from pnp_core.synth import get_synth
+
+SETTINGS = {
+    "laptop": {"n_samples": 8192, "J": 8, "encoder": "small_cnn", "octaves": 7},
+    "paper": {"n_samples": 65536, "J": 13, "encoder": "efficientnet_b0", "octaves": 10},
+}
+MSS_FFTS = (2048, 1024, 512, 256, 128, 64)
+
+
+def bench(setting: str, batch: int, repeats: int, device: torch.device) -> list[dict]:
+    s = SETTINGS[setting]
+    synth = get_synth("ftm", sr=22050, n_samples=s["n_samples"], modes=10)
+    space = synth.space
+    jtfs = get_feature("jtfs", n_samples=s["n_samples"], J=s["J"], Q=(12, 1), Q_fr=1, F=2,
+                       T="global")
+    mss = get_feature("mss", n_samples=s["n_samples"], n_ffts=MSS_FFTS)
+    lo, hi = space.to_natural(space.low), space.to_natural(space.high)
+    rng = np.random.default_rng(0)
+    theta_np = space.from_natural(lo + rng.uniform(0.1, 0.9, size=(batch, len(space))) * (hi - lo))
+    scaler = Scaler.fit(space, "logminmax", np.stack([space.low, space.high]))
+    theta = torch.as_tensor(theta_np, dtype=torch.float32, device=device)
+    nu = scaler.forward(theta.double()).float()
+    A = torch.randn(batch, len(space), len(space), dtype=torch.float64, device=device)
+    M = A @ A.transpose(1, 2)
+    cqt = cqt_settings({"octaves": s["octaves"]}, synth.sr)
+    rows = []
+    for loss in ("p", "pnp", "ddsp_mss", "ddsp_jtfs"):
+        torch.manual_seed(0)
+        model = Encoder(cqt, len(space), "logminmax", s["encoder"],
+                        spectral=loss.startswith("ddsp")).to(device)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+        def step():
+            x = synth(theta)
+            with torch.no_grad():
+                inputs = model.features(x)
+            nu_hat = model.from_features(inputs)
+            if loss == "p":
+                value = p_loss(nu_hat, nu)
+            elif loss == "pnp":
+                value = pnp_loss(nu_hat, nu, M, lam=1e-3)
+            elif loss == "ddsp_mss":
+                value = ddsp_loss(nu_hat, x, synth, scaler, mss)
+            else:
+                with torch.no_grad():
+                    target = jtfs(x)
+                value = ddsp_loss(nu_hat, x, synth, scaler, jtfs, target)
+            opt.zero_grad(set_to_none=True)
+            value.backward()
+            opt.step()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+
+        n = max(1, repeats // 3) if (setting == "paper" and loss == "ddsp_jtfs") else repeats
+        step()  # warm-up: filter caches, allocator
+        times = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - t0)
+        sec = statistics.median(times)
+        print(f"{setting:>6} {loss:>9}: {sec:.4g} s/step (batch {batch}, {n} repeats)", flush=True)
+        rows.append({"setting": setting, "loss": loss, "encoder": s["encoder"], "batch": batch,
+                     "n_samples": s["n_samples"], "seconds_per_step": sec, "repeats": n})
+    return rows
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--settings", nargs="+", default=["laptop", "paper"], choices=list(SETTINGS))
+    ap.add_argument("--batch-laptop", type=int, default=8)
+    ap.add_argument("--batch-paper", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--out", default="results/benchmarks/train_step.csv")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    rows = []
+    for setting in args.settings:
+        batch = args.batch_laptop if setting == "laptop" else args.batch_paper
+        rows += bench(setting, batch, args.repeats, device)
+    df = pd.DataFrame(rows)
+    for setting, grp in df.groupby("setting"):
+        p = grp.loc[grp["loss"] == "p", "seconds_per_step"].iloc[0]
+        pnp = grp.loc[grp["loss"] == "pnp", "seconds_per_step"].iloc[0]
+        df.loc[grp.index, "ratio_to_p"] = grp["seconds_per_step"] / p
+        df.loc[grp.index, "ratio_to_pnp"] = grp["seconds_per_step"] / pnp
+        # what the loss adds on top of the shared part (synthesis of x, CQT, encoder, Adam)
+        df.loc[grp.index, "overhead_vs_p_s"] = grp["seconds_per_step"] - p
+    df["threads"], df["device"] = args.threads, str(device)
+    out = Path(args.out)
+    with atomic_path(out) as tmp:
+        df.to_csv(tmp, index=False)
+    print(df.to_string(index=False))
+    print(f"→ {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,214 @@
+"""Losses (P, PNP, DDSP) and damping schedules against their definitions."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from pnp_core.damping import Damping, initial_lambda
+from pnp_core.features import get_feature
+from pnp_core.jacobian import forward_map, jacobian_jvp
+from pnp_core.losses import auto_mu, ddsp_loss, p_loss, pnp_loss
+from pnp_core.params import Scaler
+from pnp_core.synth import get_synth
+
+
+def _random_psd(B, P, gen):
+    A = torch.randn(B, P, P, generator=gen, dtype=torch.float64)
+    return A @ A.transpose(1, 2)
+
+
+def test_p_loss_is_mse():
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.randn(7, 5, generator=gen), torch.randn(7, 5, generator=gen)
+    assert torch.allclose(p_loss(a, b), torch.nn.functional.mse_loss(a, b))
+
+
+@pytest.mark.parametrize("matrix", ["identity", "diag", "mean"])
+def test_pnp_equals_its_definition(matrix):
+    gen = torch.Generator().manual_seed(1)
+    B, P, mu, lam = 6, 4, 0.3, 0.7
+    nu_hat = torch.randn(B, P, generator=gen, dtype=torch.float64)
+    nu = torch.randn(B, P, generator=gen, dtype=torch.float64)
+    M = _random_psd(B, P, gen)
+    Mbar = _random_psd(1, P, gen)[0]
+    got = pnp_loss(nu_hat, nu, M, lam=lam, mu=mu, damping_matrix=matrix, mean_metric=Mbar)
+    want = 0.0
+    for b in range(B):
+        d = (nu_hat[b] - nu[b]).numpy()
+        D = {"identity": np.eye(P), "diag": mu * np.diag(np.diag(M[b].numpy())),
+             "mean": mu * Mbar.numpy()}[matrix]
+        want += 0.5 * d @ (mu * M[b].numpy() + lam * D) @ d
+    assert got.dtype == torch.float64
+    assert math.isclose(got.item(), want / B, rel_tol=1e-12)
+
+
+def test_pnp_is_per_sample_mean():
+    """Duplicating the batch leaves the loss unchanged (no whole-batch norm)."""
+    gen = torch.Generator().manual_seed(2)
+    nu_hat, nu = torch.randn(3, 5, generator=gen), torch.randn(3, 5, generator=gen)
+    M = _random_psd(3, 5, gen)
+    one = pnp_loss(nu_hat, nu, M, lam=0.1)
+    two = pnp_loss(nu_hat.repeat(2, 1), nu.repeat(2, 1), M.repeat(2, 1, 1), lam=0.1)
+    assert torch.allclose(one, two)
+
+
+def test_pnp_gradient_tends_to_p_loss_gradient_as_lambda_grows():
+    gen = torch.Generator().manual_seed(3)
+    B, P = 8, 5
+    nu = torch.randn(B, P, generator=gen, dtype=torch.float64)
+    start = torch.randn(B, P, generator=gen, dtype=torch.float64)
+    M = _random_psd(B, P, gen)
+    x = start.clone().requires_grad_()
+    gp, = torch.autograd.grad(p_loss(x, nu), x)
+    errors = []
+    for lam in (1e2, 1e4, 1e6):
+        y = start.clone().requires_grad_()
+        g, = torch.autograd.grad(pnp_loss(y, nu, M, lam=lam) / lam, y)
+        # ½‖Δ‖² per sample vs (1/P)‖Δ‖²: the gradients differ by the constant P/2
+        errors.append(((g - gp * P / 2).norm() / (gp * P / 2).norm()).item())
+    assert errors[0] > errors[1] > errors[2]
+    assert errors[2] < 1e-4
+
+
+@pytest.mark.slow  # ~30 s: a laptop-JTFS Jacobian and feature gradients in float64
+def test_pnp_gradient_matches_the_feature_distance_near_the_target():
+    """λ = 0, ν̂ near ν: ∇PNP ≈ ∇ ½‖Φ(g(h⁻¹(ν̂))) − Φ(g(h⁻¹(ν)))‖² (float64, laptop JTFS).
+
+    The two agree to first order in Δ = ν̂ − ν: the relative error shrinks ∝ ‖Δ‖. How
+    small Δ must be depends on the curvature of the sample (M's eigenvalues reach 1e7–1e8
+    here): at ‖Δ‖∞ = 1e−3 it ranges from 5e−4 to 0.5 across these AM/FM samples, and at
+    1e−5 it is below 1 %.
+    """
+    synth = get_synth("amfm", sr=8192, n_samples=8192)
+    feature = get_feature("jtfs", n_samples=8192, J=8, Q=(12, 1), Q_fr=1, F=2, T="global")
+    space = synth.space
+    gen = np.random.default_rng(0)
+    lo, hi = space.to_natural(space.low), space.to_natural(space.high)
+    theta_train = space.from_natural(lo + gen.uniform(0.2, 0.8, size=(64, len(space))) * (hi - lo))
+    scaler = Scaler.fit(space, "logminmax", theta_train)
+    F = forward_map(synth, feature, scaler)
+    nu = scaler.forward(torch.as_tensor(theta_train[:2]))
+    J = jacobian_jvp(F, nu)              # (B, K, P), as the Jacobian stage computes it
+    M = J.transpose(1, 2) @ J
+    rng = torch.Generator().manual_seed(5)
+    for b in range(2):
+        step = torch.randn(1, len(space), generator=rng, dtype=torch.float64)
+        step = step / step.abs().max()
+        errors = []
+        for eps in (1e-4, 1e-5):
+            nu_hat = (nu[b:b + 1] + eps * step).requires_grad_()
+            g_pnp, = torch.autograd.grad(pnp_loss(nu_hat, nu[b:b + 1], M[b:b + 1]), nu_hat)
+            nu_hat2 = nu_hat.detach().clone().requires_grad_()
+            dist = 0.5 * ((F(nu_hat2) - F(nu[b:b + 1]).detach()) ** 2).sum()
+            g_phi, = torch.autograd.grad(dist, nu_hat2)
+            errors.append(((g_pnp - g_phi).norm() / g_phi.norm()).item())
+        assert errors[1] < 0.05, (b, errors)
+        assert errors[1] < errors[0] / 3, (b, errors)   # first-order agreement
+
+
+def test_auto_mu_puts_pnp_on_the_p_loss_scale():
+    eig = np.array([[1e-2, 1.0, 1e3], [1e-1, 10.0, 1e4], [1.0, 1.0, 1.0]])
+    mu = auto_mu(eig)
+    assert mu == pytest.approx(2.0 / np.median(eig.sum(axis=1)))
+    with pytest.raises(ValueError):
+        auto_mu(np.zeros((2, 3)))
+
+
+def test_initial_lambda_rules():
+    eig = np.array([[0.1, 4.0], [0.2, 3.0]])
+    assert initial_lambda(eig, mu=0.5) == pytest.approx(2.0)
+    assert initial_lambda(eig, mu=0.5, rule="max_eigenvalue_squared") == pytest.approx(8.0)
+    with pytest.raises(ValueError):
+        initial_lambda(eig, 1.0, rule="nope")
+
+
+def test_ddsp_loss_is_zero_at_target_and_differentiable():
+    synth = get_synth("ftm", sr=22050, n_samples=2048, modes=4)
+    feature = get_feature("mss", n_samples=2048, n_ffts=(256, 64))
+    space = synth.space
+    theta = torch.as_tensor(space.from_natural(
+        0.5 * (space.to_natural(space.low) + space.to_natural(space.high)))[None].repeat(2, 0))
+    scaler = Scaler.fit(space, "logminmax", np.stack([space.low, space.high]))
+    nu = scaler.forward(theta).float()
+    x = synth(theta.float())
+    at_target = ddsp_loss(nu, x, synth, scaler, feature).item()   # float32 round-off only
+    nu_hat = (nu + 0.1).requires_grad_()
+    loss = ddsp_loss(nu_hat, x, synth, scaler, feature)
+    loss.backward()
+    assert at_target < 1e-2 * loss.item() and torch.isfinite(nu_hat.grad).all() and nu_hat.grad.abs().sum() > 0
+
+
+# -- damping ------------------------------------------------------------------------------------
+
+
+class _Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(3))
+
+
+def test_adaptive_rule_on_a_scripted_validation_sequence():
+    net = _Net()
+    d = Damping("adaptive", lam0=1.0, accelerator=0.05, brake=2.0, restore_best=True)
+    script = [5.0, 4.0, 4.5, 3.0, 3.0, 2.0]
+    expect_events = ["improved", "improved", "restored", "improved", "restored", "improved"]
+    expect_lam = [0.05, 0.0025, 0.005, 0.00025, 0.0005, 0.000025]
+    events, lams, best_w = [], [], {}
+    for epoch, loss in enumerate(script):
+        with torch.no_grad():
+            net.w.fill_(float(epoch))         # "training" changes the weights every epoch
+        events.append(d.after_validation(loss, net))
+        lams.append(d.lam)
+        if events[-1] == "improved":
+            best_w = net.w.detach().clone()
+        if events[-1] == "restored":
+            assert torch.equal(net.w, best_w)  # the weights really are the best ones
+    assert events == expect_events
+    assert lams == pytest.approx(expect_lam)
+    assert d.best_loss == 2.0
+
+
+def test_adaptive_without_restore_keeps_weights_and_caps_lambda():
+    net = _Net()
+    d = Damping("adaptive", lam0=1.0, brake=10.0, max_lambda=5.0, restore_best=False)
+    d.after_validation(1.0, net)
+    with torch.no_grad():
+        net.w.fill_(7.0)
+    assert d.after_validation(2.0, net) == "braked"
+    assert torch.all(net.w == 7.0)
+    d.after_validation(3.0, net)
+    d.after_validation(3.0, net)
+    assert d.lam == 5.0
+
+
+def test_constant_and_scheduled_and_state_roundtrip():
+    net = _Net()
+    c = Damping("constant", lam0=0.0)
+    assert c.after_validation(1.0, net) == "held" and c.lam == 0.0
+    s = Damping("scheduled", lam0=2.0, factor=0.5)
+    s.after_validation(1.0, net)
+    s.after_validation(0.5, net)
+    assert s.lam == 0.5
+    a = Damping("adaptive", lam0=1.0)
+    a.after_validation(1.0, net)
+    b = Damping("adaptive", lam0=9.0)
+    b.load_state_dict(a.state_dict())
+    assert b.lam == a.lam and b.best_loss == 1.0
+    with pytest.raises(ValueError):
+        Damping("constant").load_state_dict(a.state_dict())
+
+
+def test_mss_gradient_is_finite_on_denormal_bins():
+    """torch's |z| backward is NaN at denormal magnitudes (silent float32 STFT frames)."""
+    from pnp_core.features.mss import _magnitude
+
+    z = torch.tensor([complex(1e-39, 1e-39), 0j, 1 + 1j], dtype=torch.complex64,
+                     requires_grad=True)
+    g, = torch.autograd.grad(_magnitude(z).sum(), z)
+    assert torch.isfinite(torch.view_as_real(g)).all()
+    assert torch.allclose(g[2], torch.tensor(0.5 ** 0.5 * (1 + 1j), dtype=torch.complex64))
+    assert torch.equal(_magnitude(z.detach()), z.detach().abs())

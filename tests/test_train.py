@@ -1,0 +1,160 @@
+"""Training: every loss and ablation learns on a fixed batch; resume = uninterrupted; errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from pnp_core.config import validate_config
+from pnp_core.errors import DataError
+from pnp_core.metric_file import write_metric
+from pnp_core.spec import RunSpec
+from pnp_core.train import Run, TrainingDiverged, load_model, train_run
+
+N = 2048
+ENTRY = {"type": "ftm", "settings": {"sr": 22050, "n_samples": N, "modes": 4},
+         "rescaling": "logminmax",
+         "feature": {"type": "jtfs", "settings": {"J": 6, "Q": [8, 1], "Q_fr": 1, "F": 2,
+                                                   "T": "global"}},
+         "cqt": {"octaves": 5, "hop_length": 256}}
+
+
+def training_config(**over):
+    cfg = {"synths": {"ftm": dict(ENTRY)},
+           "training": {"encoder": {"type": "small_cnn", "channels": [4, 8]},
+                        "samples_per_epoch": 16, "epochs": 4, "val_batch_size": 8,
+                        "batch_size": {"p": 8, "pnp": 8, "ddsp_mss": 4, "ddsp_jtfs": 4},
+                        "mss": {"n_ffts": [256, 64]}, "cache_inputs": True, **over}}
+    return validate_config(cfg)["training"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """A tiny params table (24 train, 8 val) and PSD metrics for both folds."""
+    tmp = tmp_path_factory.mktemp("train")
+    spec = RunSpec.from_entry(dict(ENTRY))
+    space = spec.space
+    rng = np.random.default_rng(0)
+    lo, hi = space.to_natural(space.low), space.to_natural(space.high)
+    theta = space.from_natural(lo + rng.uniform(0.05, 0.95, size=(32, len(space))) * (hi - lo))
+    params = pd.DataFrame(theta, columns=space.names)
+    params.insert(0, "fold", ["train"] * 24 + ["val"] * 8)
+    params.insert(0, "id", np.arange(32, dtype=np.int64))
+    scaler = spec.fit_scaler(params)
+    paths = {}
+    for fold in ("train", "val"):
+        ids = params.loc[params["fold"] == fold, "id"].to_numpy()
+        A = rng.normal(size=(len(ids), 5, 5))
+        M = A @ A.transpose(0, 2, 1) * np.logspace(0, 3, 5)   # anisotropic, PSD after sym.
+        M = 0.5 * (M + M.transpose(0, 2, 1)) + 5 * np.eye(5) * 1e3
+        paths[fold] = tmp / f"{fold}.parquet"
+        write_metric(paths[fold], ids, M, np.linalg.eigvalsh(M),
+                     {"scaler": scaler.state(), "fold": fold})
+    return spec, params, paths
+
+
+def make_run(data, run, **over):
+    spec, params, paths = data
+    return Run(spec, params, run, training_config(**over), paths if run.get("loss") == "pnp"
+               else None)
+
+
+CASES = [
+    {"loss": "p"}, {"loss": "pnp"}, {"loss": "ddsp_mss"}, {"loss": "ddsp_jtfs"},
+    {"loss": "p", "rescaling": "raw"}, {"loss": "p", "rescaling": "log"},
+    {"loss": "pnp", "rescaling": "minmax"}, {"loss": "ddsp_mss", "rescaling": "raw"},
+    {"loss": "pnp", "optimizer": "sophia"}, {"loss": "pnp", "clip": "norm"},
+    {"loss": "pnp", "damping": "constant"}, {"loss": "pnp", "damping": "scheduled"},
+    {"loss": "pnp", "damping_matrix": "diag"}, {"loss": "pnp", "damping_matrix": "mean"},
+]
+
+
+@pytest.mark.parametrize("run", CASES, ids=lambda r: "-".join(f"{v}" for v in r.values()))
+def test_every_loss_and_ablation_learns_a_fixed_batch(data, run):
+    r = make_run(data, {**run, "seed": 1})
+    r.build_cache(progress=False)
+    idx = torch.arange(4)
+    losses = []
+    for _ in range(8):
+        r.model.train()
+        loss = r.objective("train", idx, r.model.from_features(r.encoder_inputs("train", idx)),
+                           r.damping.lam)
+        r.optimizer.zero_grad()
+        loss.backward()
+        if r.run["clip"] == "norm":
+            torch.nn.utils.clip_grad_norm_(r.model.parameters(), 3.0)
+        r.optimizer.step()
+        losses.append(loss.item())
+    assert np.isfinite(losses).all()
+    assert losses[-1] < losses[0], losses
+
+
+def _weights(path):
+    return torch.load(path, weights_only=False)["model_state"]
+
+
+def test_resume_after_interruption_equals_uninterrupted(data, tmp_path):
+    run = {"loss": "pnp", "seed": 3}
+    straight = train_run(make_run(data, run), tmp_path / "a", progress=False)
+    assert train_run(make_run(data, run), tmp_path / "b", stop_after_epoch=2,
+                     progress=False) is None
+    assert not (tmp_path / "b" / "model.pt").exists()
+    assert (tmp_path / "b" / "checkpoint" / "last.pt").exists()
+    resumed = train_run(make_run(data, run), tmp_path / "b", progress=False)  # a new process's view
+    assert len(straight) == len(resumed) == 4
+    cols = ["epoch", "train_loss", "val_loss", "val_ploss", "lam", "lr", "damping_event"]
+    pd.testing.assert_frame_equal(straight[cols], resumed[cols])
+    wa, wb = _weights(tmp_path / "a" / "model.pt"), _weights(tmp_path / "b" / "model.pt")
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    model, record = load_model(tmp_path / "a" / "model.pt")
+    assert record["run"]["loss"] == "pnp" and record["scaler"]["kind"] == "logminmax"
+    assert np.isfinite(straight[["train_loss", "val_loss", "val_ploss"]].to_numpy()).all()
+    hist = pd.read_parquet(tmp_path / "a" / "history.parquet")
+    assert list(hist["epoch"]) == [1, 2, 3, 4]
+
+
+def test_other_settings_do_not_resume_a_stale_checkpoint(data, tmp_path):
+    train_run(make_run(data, {"loss": "p"}), tmp_path, stop_after_epoch=1, progress=False)
+    hist = train_run(make_run(data, {"loss": "p", "seed": 7}), tmp_path, progress=False)
+    assert list(hist["epoch"]) == [1, 2, 3, 4]
+
+
+def test_nan_in_metric_names_the_sample(data, tmp_path):
+    spec, params, paths = data
+    from pnp_core.metric_file import read_metric
+
+    t = read_metric(paths["train"])
+    M = t.M.copy()
+    M[5, 1, 2] = np.nan
+    bad = tmp_path / "train.parquet"
+    write_metric(bad, t.ids, M, t.eig, t.meta)
+    with pytest.raises(DataError, match=f"sample id {int(t.ids[5])}"):
+        Run(spec, params, {"loss": "pnp"}, training_config(), {"train": bad, "val": paths["val"]})
+
+
+def test_nan_loss_stops_naming_epoch_and_step_and_keeps_the_checkpoint(data, tmp_path):
+    r = make_run(data, {"loss": "p"})
+    train_run(r, tmp_path, stop_after_epoch=1, progress=False)
+    r = make_run(data, {"loss": "p"})
+    original = r.objective
+    calls = {"n": 0}
+
+    def poisoned(fold, idx, nu_hat, lam):
+        calls["n"] += 1
+        loss = original(fold, idx, nu_hat, lam)
+        return loss * float("nan") if calls["n"] == 2 else loss
+
+    r.objective = poisoned
+    with pytest.raises(TrainingDiverged, match="epoch 2, step 1"):
+        train_run(r, tmp_path, progress=False)
+    state = torch.load(tmp_path / "checkpoint" / "last.pt", weights_only=False)
+    assert state["epoch"] == 1
+
+
+def test_damping_is_inert_for_losses_other_than_pnp(data):
+    r = make_run(data, {"loss": "p"})
+    assert r.damping.schedule == "constant" and r.damping.lam == 0.0
+    r = make_run(data, {"loss": "pnp"})
+    assert r.damping.schedule == "adaptive" and r.damping.lam > 0

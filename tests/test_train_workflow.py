@@ -1,0 +1,44 @@
+"""The training rules: run grid, targets, and (slow) the default trainings end to end."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from test_workflow import snakemake
+
+TABLE1 = ["p_seed0", "ddsp-mss_seed0", "ddsp-jtfs_seed0", "pnp-jtfs_seed0"]
+
+
+def test_default_target_plans_the_table1_runs(workdir):
+    out = snakemake(workdir, "-n").stdout
+    for synth in ("ftm", "amfm"):
+        for run in TABLE1:
+            assert f"results/runs/{synth}/{run}/model.pt" in out
+    assert "train                  8" in out or "train 8" in " ".join(out.split())
+
+
+def test_ablation_target_plans_each_axis(workdir):
+    out = snakemake(workdir, "-n", "ablations").stdout
+    for run in ("p_rescale-raw_seed0", "pnp-jtfs_rescale-minmax_seed0", "p_opt-sophia_seed0",
+                "pnp-jtfs_clip-norm_seed0", "pnp-jtfs_damp-constant_seed0",
+                "pnp-jtfs_damp-scheduled_seed0", "pnp-jtfs_D-diag_seed0", "pnp-jtfs_D-mean_seed0",
+                "p_pretrain_seed0", "pnp-jtfs_finetune_seed0", "ddsp-mss_finetune_seed0"):
+        assert f"results/runs/ftm/{run}/model.pt" in out, run
+    # the fine-tuning job consumes the pretraining job's model
+    assert "results/runs/ftm/p_pretrain_seed0/model.pt" in out.split(
+        "output: results/runs/ftm/pnp-jtfs_finetune_seed0/model.pt")[0].rsplit("rule train", 1)[1]
+
+
+@pytest.mark.slow
+def test_default_trainings_have_finite_histories_and_rerun_does_nothing(workdir):
+    snakemake(workdir, "--cores", "2")
+    for synth in ("ftm", "amfm"):
+        for run in TABLE1:
+            hist = pd.read_parquet(workdir / f"results/runs/{synth}/{run}/history.parquet")
+            cols = ["train_loss", "val_loss", "val_ploss", "lr", "seconds"]
+            assert len(hist) >= 1 and np.isfinite(hist[cols].to_numpy()).all(), (synth, run)
+            assert (workdir / f"results/runs/{synth}/{run}/checkpoint/last.pt").exists()
+    proc = snakemake(workdir, "--cores", "2", "-n")
+    assert "Nothing to be done" in proc.stdout + proc.stderr

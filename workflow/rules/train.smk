@@ -1,0 +1,42 @@
+# Training: one job per run of the grid (common.smk: make_run_grid). Checkpoints in
+# results/runs/{synth}/{run}/checkpoint/ are not outputs, so Snakemake never deletes them
+# and a restarted job resumes from checkpoint/last.pt.
+
+
+wildcard_constraints:
+    run=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+
+
+rule train:
+    input:
+        unpack(train_inputs),
+    output:
+        model="results/runs/{synth}/{run}/model.pt",
+        history="results/runs/{synth}/{run}/history.parquet",
+    log:
+        "logs/train/{synth}/{run}.log",
+    benchmark:
+        "results/benchmarks/rules/train/{synth}/{run}.tsv"
+    conda:
+        "../../environment.yml"
+    threads: config["training"]["threads"]
+    resources:
+        gpu=1,
+        mem_mb=config["training"]["mem_mb"],
+        runtime=config["training"]["runtime"],
+    params:
+        entry=entry_json("train"),
+        run=run_json,
+        training=training_json,
+        extra=train_extra_args,
+        device=config["device"],
+        out_dir=lambda wc: f"results/runs/{wc.synth}/{wc.run}",
+    shell:
+        "pnp train --entry {params.entry:q} --params {input.params} --run {params.run:q}"
+        " --training {params.training:q} {params.extra} --device {params.device}"
+        " --threads {threads} --no-progress --out-dir {params.out_dir} > {log} 2>&1"
+
+
+rule ablations:
+    input:
+        run_targets("ablation"),

@@ -94,6 +94,8 @@ def dtfa_targets():
         ext=["pdf", "png"],
     )
     return targets
+
+
 # -- the run grid (training) ----------------------------------------------------------------------
 
 #: the loss part of a run name

@@ -166,13 +166,66 @@ _CHUNK_ELEMENTS = 2**22
 # ---------------------------------------------------------------------------
 
 @dataclass(frozen=True)
+class JTFSSettings:
+    """Validated, normalised JTFS settings: the key of every filter cache.
+
+    Frozen (hashable): the plan (NumPy filters) is cached per settings, the
+    torch tensors per (settings, device, dtype). Build it with
+    :meth:`from_kwargs`, which checks the values and names the offending key.
+    """
+    n_samples: int
+    J: int
+    Q: tuple
+    J_fr: int | None
+    Q_fr: int
+    F: int
+    T: int | str
+    pad_mode: str
+    pad_mode_fr: str
+    max_pad_factor: int | None
+    max_pad_factor_fr: int | None
+    include_s0: bool
+
+    @classmethod
+    def from_kwargs(cls, n_samples, J, Q, J_fr, Q_fr, F, T, pad_mode, pad_mode_fr, max_pad_factor,
+                    max_pad_factor_fr, include_s0) -> "JTFSSettings":
+        if isinstance(Q, int):
+            Q = (Q, 1)
+        Q = tuple(int(q) for q in Q)
+        if len(Q) != 2 or min(Q) < 1:
+            raise ValueError(f"jtfs: Q must be (Q1, Q2) with Q ≥ 1, got {Q}")
+        if int(n_samples) < 8:
+            raise ValueError(f"jtfs: n_samples must be ≥ 8, got {n_samples}")
+        if int(J) < 1 or 2**int(J) > int(n_samples):
+            raise ValueError(f"jtfs: need 1 ≤ J ≤ log2(n_samples), got J={J}, n_samples={n_samples}")
+        if T != "global" and (isinstance(T, str) or int(T) < 1 or int(T) > int(n_samples)):
+            raise ValueError(f"jtfs: T must be 'global' or an int in [1, n_samples], got {T!r}")
+        if int(F) < 1:
+            raise ValueError(f"jtfs: F must be an int ≥ 1, got {F}")
+        if int(Q_fr) < 1:
+            raise ValueError(f"jtfs: Q_fr must be ≥ 1, got {Q_fr}")
+        for key, mode in (("pad_mode", pad_mode), ("pad_mode_fr", pad_mode_fr)):
+            if mode not in ("zero", "reflect"):
+                raise ValueError(f"jtfs: {key} must be 'zero' or 'reflect', got {mode!r}")
+        for key, v in (("max_pad_factor", max_pad_factor), ("max_pad_factor_fr", max_pad_factor_fr)):
+            if v is not None and int(v) < 0:
+                raise ValueError(f"jtfs: {key} must be None or ≥ 0, got {v}")
+        if J_fr is not None and int(J_fr) < 0:
+            raise ValueError(f"jtfs: J_fr must be None or ≥ 0, got {J_fr}")
+        return cls(int(n_samples), int(J), Q, None if J_fr is None else int(J_fr), int(Q_fr), int(F),
+                   "global" if T == "global" else int(T), pad_mode, pad_mode_fr,
+                   None if max_pad_factor is None else int(max_pad_factor),
+                   None if max_pad_factor_fr is None else int(max_pad_factor_fr), bool(include_s0))
+
+
+@dataclass(frozen=True)
 class _Group:
     """First-order rows n1 ∈ [start, stop) sharing j1, computed at stride 2^k."""
     j1: int
     k: int
     start: int
     stop: int
-    n_bins: int        # positive-frequency bins of ψ1 kept (band limit 2^-(j1+1))
+    n_bins: int        # bins of x̂ ⋅ ψ̂1 kept: the first length (folded as aliases), Nyquist incl.
     length: int        # N_pad / 2^k
 
 
@@ -184,7 +237,6 @@ class _Stack:
     k: int             # time stride 2^k of Y2
     n_rows: int
     groups: tuple      # indices into plan.groups with j1 < j2
-    n_bins: int        # bins of ψ2 kept (band limit 2^-(j2+1))
     length: int        # N_pad / 2^k
     window: tuple      # (a, b): frames averaged when T='global'
     fbank: fb.FrequentialBank
@@ -216,46 +268,13 @@ class _Plan:
     phi: np.ndarray                 # (N_pad,) lowpass φ_T
     groups: tuple
     stacks: tuple
-    rows_phi_t: int                 # R of the φ_t stack
-    fbank1: fb.FrequentialBank | None
+    rows_phi_t: int                 # rows kept on the φ_t paths (largest stack)
+    fbank1: fb.FrequentialBank
+    fdesign: fb.FrequentialDesign
     J_fr: int
-    xi_fr: tuple
-    sigma_fr: tuple
-    j_fr: tuple
     n_frames: int
     frame_start: int
     paths: tuple
-
-
-def _check_settings(n_samples, J, Q, J_fr, Q_fr, F, T, pad_mode, pad_mode_fr, max_pad_factor,
-                    max_pad_factor_fr):
-    if isinstance(Q, int):
-        Q = (Q, 1)
-    Q = tuple(int(q) for q in Q)
-    if len(Q) != 2 or min(Q) < 1:
-        raise ValueError(f"jtfs: Q must be (Q1, Q2) with Q ≥ 1, got {Q}")
-    if int(n_samples) < 8:
-        raise ValueError(f"jtfs: n_samples must be ≥ 8, got {n_samples}")
-    if int(J) < 1 or 2**int(J) > int(n_samples):
-        raise ValueError(f"jtfs: need 1 ≤ J ≤ log2(n_samples), got J={J}, n_samples={n_samples}")
-    if T != "global" and (isinstance(T, str) or int(T) < 1 or int(T) > int(n_samples)):
-        raise ValueError(f"jtfs: T must be 'global' or an int in [1, n_samples], got {T!r}")
-    if int(F) < 1:
-        raise ValueError(f"jtfs: F must be an int ≥ 1, got {F}")
-    if int(Q_fr) < 1:
-        raise ValueError(f"jtfs: Q_fr must be ≥ 1, got {Q_fr}")
-    for key, mode in (("pad_mode", pad_mode), ("pad_mode_fr", pad_mode_fr)):
-        if mode not in ("zero", "reflect"):
-            raise ValueError(f"jtfs: {key} must be 'zero' or 'reflect', got {mode!r}")
-    for key, v in (("max_pad_factor", max_pad_factor), ("max_pad_factor_fr", max_pad_factor_fr)):
-        if v is not None and int(v) < 0:
-            raise ValueError(f"jtfs: {key} must be None or ≥ 0, got {v}")
-    if J_fr is not None and int(J_fr) < 0:
-        raise ValueError(f"jtfs: J_fr must be None or ≥ 0, got {J_fr}")
-    return (int(n_samples), int(J), Q, None if J_fr is None else int(J_fr), int(Q_fr), int(F),
-            "global" if T == "global" else int(T), pad_mode, pad_mode_fr,
-            None if max_pad_factor is None else int(max_pad_factor),
-            None if max_pad_factor_fr is None else int(max_pad_factor_fr))
 
 
 def _first_order_groups(psi1: fb.WaveletBank, log2_T: int, N_pad: int) -> tuple:
@@ -267,7 +286,8 @@ def _first_order_groups(psi1: fb.WaveletBank, log2_T: int, N_pad: int) -> tuple:
             stop += 1
         j1 = js[start]
         k = min(j1, log2_T)
-        groups.append(_Group(j1, k, start, stop, N_pad // 2 ** (j1 + 1), N_pad // 2**k))
+        length = N_pad // 2**k
+        groups.append(_Group(j1, k, start, stop, min(length, N_pad // 2 + 1), length))
         start = stop
     if any(g2.j1 < g1.j1 for g1, g2 in zip(groups, groups[1:])):
         raise AssertionError("first-order j1 must be non-decreasing in n1")
@@ -289,35 +309,38 @@ def _window(pad: fb.TimePadding, margin: int, k: int, length: int) -> tuple:
 
 
 @lru_cache(maxsize=16)
-def _make_plan(n_samples, J, Q, J_fr, Q_fr, F, T, pad_mode, pad_mode_fr, max_pad_factor,
-               max_pad_factor_fr, include_s0) -> _Plan:
-    global_T = T == "global"
-    log2_T = J if global_T else int(math.floor(math.log2(T)))
-    pad = fb.time_padding(n_samples, log2_T, J, max_pad_factor)
-    N_pad = pad.N_pad
-    psi1 = fb.time_wavelets(N_pad, J, Q[0])
-    psi2 = fb.time_wavelets(N_pad, J, Q[1])
-    phi = fb.lowpass(N_pad, 2**log2_T)
-    groups = _first_order_groups(psi1, log2_T, N_pad)
-    trim = global_T and pad_mode == "zero"
+def _make_plan(st: JTFSSettings, trim: bool = True) -> _Plan:
+    """Filters, stacks and output layout of one setting (NumPy, cached).
 
-    # second-order stacks and the frequential filter design
+    ``trim``: with T='global' and zero padding, average the ψ_t paths over the
+    window where Y2 is non-negligible only (see docs/jtfs.md).
+    """
+    global_T = st.T == "global"
+    log2_T = st.J if global_T else int(math.floor(math.log2(st.T)))
+    pad = fb.time_padding(st.n_samples, log2_T, st.J, st.max_pad_factor)
+    N_pad = pad.N_pad
+    phi = fb.lowpass(N_pad, 2**log2_T)
+    # the reference puts |φ̂|² in the time LP sum when log2 T ≥ J
+    lp_phi = phi if log2_T >= st.J else None
+    psi1 = fb.time_wavelets(N_pad, st.J, st.Q[0], lp_phi)
+    psi2 = fb.time_wavelets(N_pad, st.J, st.Q[1], lp_phi)
+    groups = _first_order_groups(psi1, log2_T, N_pad)
+    trim = trim and global_T and st.pad_mode == "zero"
+
+    # second-order stacks: rows n1 with j1 < j2
     raw = []
     for n2, j2 in enumerate(psi2.j):
         g_idx = tuple(i for i, g in enumerate(groups) if g.j1 < j2)
         if g_idx:
             raw.append((n2, j2, g_idx, groups[g_idx[-1]].stop))
-    rows_max = max((r[3] for r in raw), default=len(psi1.xi))
-    J_fr = fb.default_J_fr(rows_max) if J_fr is None else J_fr
-    xi_fr, sigma_fr, j_fr = fb.frequential_params(J_fr, Q_fr)
-    L_max = fb.frequential_pad_length(rows_max, [], max_pad_factor_fr) * 2
-    lp_fr = fb.frequential_lp_scale(max(L_max, 64), xi_fr, sigma_fr)
-    fbanks = {}
-
-    def bank(R):
-        if R not in fbanks:
-            fbanks[R] = fb.frequential_bank(R, xi_fr, sigma_fr, F, max_pad_factor_fr, pad_mode_fr, lp_fr)
-        return fbanks[R]
+    if not raw:
+        raise ValueError(f"jtfs: J={st.J}, Q={st.Q} gives no second-order path; increase J")
+    rows_max = max(r[3] for r in raw)
+    J_fr = fb.default_J_fr(rows_max) if st.J_fr is None else st.J_fr
+    scale_max = int(math.ceil(math.log2(rows_max)))
+    L_of = {R: 2 ** fb.frequential_pad_log2(R, scale_max, J_fr, st.Q_fr, st.F, st.max_pad_factor_fr)
+            for R in {r[3] for r in raw}}
+    design = fb.frequential_design([(R, L_of[R]) for R in L_of], J_fr, st.Q_fr, st.F)
 
     stacks = []
     for n2, j2, g_idx, R in raw:
@@ -328,34 +351,39 @@ def _make_plan(n_samples, J, Q, J_fr, Q_fr, F, T, pad_mode, pad_mode_fr, max_pad
             window = _window(pad, int(math.ceil(margin)), k, length)
         else:
             window = (0, length)
-        stacks.append(_Stack(n2, j2, k, R, g_idx, N_pad // 2 ** (j2 + 1), length, window, bank(R)))
+        fbank = fb.frequential_bank(design, L_of[R], R, R, R, st.pad_mode_fr)
+        stacks.append(_Stack(n2, j2, k, R, g_idx, length, window, fbank))
+    # φ_t stack: every first-order row, padded like the largest stack, the
+    # rows of the largest stack kept (the reference)
     rows_phi_t = rows_max
-    fbank1 = bank(rows_phi_t)
+    fbank1 = fb.frequential_bank(design, L_of[rows_max], len(psi1.xi), rows_phi_t, rows_max,
+                                 st.pad_mode_fr)
 
     n_frames = pad.ind_end[log2_T] - pad.ind_start[log2_T]
     frames_psi_t = 1 if global_T else n_frames
     paths = []
     n1_all = tuple(range(len(psi1.xi)))
     n1_phi = tuple(range(rows_phi_t))
-    if include_s0:
+    xi_fr, j_fr = design.xi, design.j
+    if st.include_s0:
         paths.append(_PathSpec("S0", 0, (-1,), frames_psi_t))
     paths.append(_PathSpec("S1", 1, n1_all, n_frames))
     paths.append(_PathSpec("phi_t*phi_f", 1, n1_phi, n_frames))
     for k in fbank1.psi_index:
         paths.append(_PathSpec("phi_t*psi_f", 1, n1_phi, n_frames, n_fr=k, j_fr=j_fr[k],
-                               xi_fr=xi_fr[k], spin=1))
-    for st in stacks:
-        paths.append(_PathSpec("psi_t*phi_f", 2, tuple(range(st.n_rows)), frames_psi_t,
-                               n2=st.n2, j2=st.j2))
+                               xi_fr=-xi_fr[k], spin=1))
+    for s in stacks:
+        paths.append(_PathSpec("psi_t*phi_f", 2, tuple(range(s.n_rows)), frames_psi_t,
+                               n2=s.n2, j2=s.j2))
+    # up = spin +1 = anti-analytic (ξ_fr < 0), down = analytic: the reference's names
     for name, spin in (("psi_t*psi_f_up", 1), ("psi_t*psi_f_down", -1)):
-        for st in stacks:
-            for k in st.fbank.psi_index:
-                paths.append(_PathSpec(name, 2, tuple(range(st.n_rows)), frames_psi_t, n2=st.n2,
-                                       j2=st.j2, n_fr=k, j_fr=j_fr[k], xi_fr=spin * xi_fr[k],
+        for s in stacks:
+            for k in s.fbank.psi_index:
+                paths.append(_PathSpec(name, 2, tuple(range(s.n_rows)), frames_psi_t, n2=s.n2,
+                                       j2=s.j2, n_fr=k, j_fr=j_fr[k], xi_fr=-spin * xi_fr[k],
                                        spin=spin))
-    return _Plan(n_samples, log2_T, global_T, pad, psi1, psi2, phi, groups, tuple(stacks),
-                 rows_phi_t, fbank1, J_fr, xi_fr, sigma_fr, j_fr, n_frames,
-                 pad.ind_start[log2_T], tuple(paths))
+    return _Plan(st.n_samples, log2_T, global_T, pad, psi1, psi2, phi, groups, tuple(stacks),
+                 rows_phi_t, fbank1, design, J_fr, n_frames, pad.ind_start[log2_T], tuple(paths))
 
 
 # ---------------------------------------------------------------------------
@@ -377,7 +405,7 @@ def _flush_tiny(a: np.ndarray, rel: float = 1e-18) -> np.ndarray:
     return np.where(np.abs(a) < rel * peak, 0.0, a)
 
 
-def _tensors(key: tuple, plan: _Plan, device: torch.device, dtype: torch.dtype) -> dict:
+def _tensors(key: JTFSSettings, plan: _Plan, device: torch.device, dtype: torch.dtype) -> dict:
     """Filters of ``plan`` as tensors on ``device``; Fourier scalings folded in.
 
     ``ifft(..., norm='forward')`` does not divide by the length, so every
@@ -403,17 +431,18 @@ def _tensors(key: tuple, plan: _Plan, device: torch.device, dtype: torch.dtype) 
     for k, level in enumerate(fb.fold_levels(plan.phi, n_levels)):
         t["phi"][k] = real(level[:n_phi_bins] / (N_pad // 2**k))
     for st in plan.stacks:
-        levels = fb.fold_levels(plan.psi2.filters[st.n2], max(plan.groups[i].k for i in st.groups) + 1)
         for i in st.groups:
             g = plan.groups[i]
-            t["psi2"][(st.n2, i)] = real(levels[g.k][:st.n_bins] / g.length)
+            # the first st.length bins of x̂·ψ̂ fold into the stride-2^k2 DFT as is
+            n_bins = min(st.length, g.length // 2 + 1)
+            t["psi2"][(st.n2, i)] = real(plan.psi2.level(st.n2, g.k)[:n_bins] / g.length)
         bank = st.fbank
         H = np.concatenate([bank.H_phi[None], bank.H_up, bank.H_down], axis=0)
         t["H2"].append(cplx(H))                        # (n_f, R, R)
         t["H2_block"].append(real(real_block(H)))      # (2, n_f, R, 2R)
     b1 = plan.fbank1
     t["H1_phi"] = real(b1.H_phi.real)
-    t["H1_up"] = cplx(b1.H_up.reshape(-1, b1.n_rows))
+    t["H1_up"] = cplx(b1.H_up.reshape(-1, b1.n_in))
     if plan.pad.pad_left or plan.pad.pad_right:
         idx = np.pad(np.arange(plan.N), (plan.pad.pad_left, plan.pad.pad_right), mode="reflect")
         t["reflect_index"] = torch.tensor(idx, device=device, dtype=torch.long)
@@ -572,6 +601,12 @@ def modulus_sum(Ys: torch.Tensor, Hb: torch.Tensor) -> torch.Tensor:
     return _blocked_modulus_sum(Ys, Hb)
 
 
+def _pad_to(z: torch.Tensor, n: int) -> torch.Tensor:
+    """Zero-pad the last axis to n (the negative-frequency bins of a product with an
+    analytic filter at full resolution, which the rfft does not hold)."""
+    return z if z.shape[-1] >= n else nnf.pad(z, (0, n - z.shape[-1]))
+
+
 def _lowpass_time(u: torch.Tensor, phi_k: torch.Tensor, L_s: int, i0: int, i1: int) -> torch.Tensor:
     """(u ⋆ φ_T) sampled at stride 2^s and unpadded; u real (..., L_k) at stride 2^k.
 
@@ -627,17 +662,21 @@ class JTFS(Feature):
 
     def __init__(self, n_samples: int, J: int = 13, Q=(12, 1), J_fr=None, Q_fr: int = 1, F=2,
                  T="global", pad_mode="zero", pad_mode_fr="zero", max_pad_factor=1,
-                 max_pad_factor_fr=1, include_s0: bool = False, log_eps: float | None = 1e-3) -> None:
-        self._key = _check_settings(n_samples, J, Q, J_fr, Q_fr, F, T, pad_mode, pad_mode_fr,
-                                    max_pad_factor, max_pad_factor_fr) + (bool(include_s0),)
+                 max_pad_factor_fr=1, include_s0: bool = True, log_eps: float | None = 1e-3,
+                 trim: bool = False) -> None:
+        self.settings = JTFSSettings.from_kwargs(n_samples, J, Q, J_fr, Q_fr, F, T, pad_mode,
+                                                 pad_mode_fr, max_pad_factor, max_pad_factor_fr,
+                                                 include_s0)
+        st = self.settings
         (self.n_samples, self.J, self.Q, self.J_fr_setting, self.Q_fr, self.F, self.T,
          self.pad_mode, self.pad_mode_fr, self.max_pad_factor, self.max_pad_factor_fr,
-         self.include_s0) = self._key
+         self.include_s0) = (st.n_samples, st.J, st.Q, st.J_fr, st.Q_fr, st.F, st.T, st.pad_mode,
+                             st.pad_mode_fr, st.max_pad_factor, st.max_pad_factor_fr, st.include_s0)
         if log_eps is not None and not log_eps > 0:
             raise ValueError(f"jtfs: log_eps must be > 0 or None, got {log_eps}")
         self.log_eps = None if log_eps is None else float(log_eps)
-        self.plan = _make_plan(*self._key)
-        self._trim = True   # global mean over the support window (see module doc)
+        self.trim = bool(trim)
+        self.plan = _make_plan(st, self.trim)
 
     # ---- sizes and metadata -------------------------------------------------
 
@@ -747,7 +786,7 @@ class JTFS(Feature):
         matters under ``vmap``/``jvp``.
         """
         plan = self.plan
-        t = _tensors(self._key, plan, x.device, x.dtype)
+        t = _tensors(self.settings, plan, x.device, x.dtype)
         pad, s = plan.pad, plan.log2_T
         L_s = pad.N_pad // 2**s
         i0, i1 = plan.frame_start, plan.frame_start + plan.n_frames
@@ -781,17 +820,17 @@ class JTFS(Feature):
 
         # first-order joint paths (φ_t): n1-convolutions of the averaged scalogram
         R1 = plan.rows_phi_t
-        S1r = S1[:, :R1]
-        blocks.append(("phi_t*phi_f", torch.abs(torch.matmul(t["H1_phi"], S1r))[:, None]))
+        blocks.append(("phi_t*phi_f", torch.abs(torch.matmul(t["H1_phi"], S1))[:, None]))
         n_up = len(plan.fbank1.psi_index)
         if n_up:
-            z = torch.matmul(t["H1_up"], S1r.to(t["H1_up"].dtype))   # (B, n_up·R1, frames)
+            z = torch.matmul(t["H1_up"], S1.to(t["H1_up"].dtype))   # (B, n_up·R1, frames)
             blocks.append(("phi_t*psi_f", (modulus(z) * math.sqrt(2.0)).unflatten(1, (n_up, R1))))
 
         # second order: one stack per ψ2
         phi_f, up, down = [], [], []
         for index, st in enumerate(plan.stacks):
-            parts = [u1_f[i][..., :st.n_bins] * t["psi2"][(st.n2, i)] for i in st.groups]
+            parts = [_pad_to(u1_f[i][..., :t["psi2"][(st.n2, i)].shape[-1]] * t["psi2"][(st.n2, i)],
+                             st.length) for i in st.groups]
             y2 = torch.fft.ifft(torch.cat(parts, dim=1), n=st.length, norm="forward")  # (B, R, L)
             S = self._frequential(y2, st, t, index, L_s, i0, i1) * energy  # (B, n_f, R, frames)
             n_k = len(st.fbank.psi_index)
@@ -812,7 +851,7 @@ class JTFS(Feature):
         """
         R = st.n_rows
         if self.plan.global_T:
-            a, b = st.window if self._trim else (0, st.length)
+            a, b = st.window
             ys = torch.cat([y2[..., a:b].real, y2[..., a:b].imag], dim=1)   # (B, 2R, T')
             Hb = t["H2_block"][index]                                  # (2, n_f, R, 2R)
             n_f = Hb.shape[1]

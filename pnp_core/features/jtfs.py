@@ -424,7 +424,7 @@ def _tensors(key: JTFSSettings, plan: _Plan, device: torch.device, dtype: torch.
         return torch.tensor(_flush_tiny(a), device=device, dtype=cdtype)
     L_s = N_pad // 2**s
     n_phi_bins = L_s // 2 + 1
-    t = {"psi1": [], "phi": {}, "psi2": {}, "H2": [], "H2_block": [], "energy": math.sqrt(2.0**s)}
+    t = {"psi1": [], "phi": {}, "psi2": {}, "H2": [], "H2c": [], "energy": math.sqrt(2.0**s)}
     for g in plan.groups:
         t["psi1"].append(real(plan.psi1.filters[g.start:g.stop, :g.n_bins] / N_pad))
     n_levels = max([g.k for g in plan.groups] + [st.k for st in plan.stacks] + [0]) + 1
@@ -437,9 +437,17 @@ def _tensors(key: JTFSSettings, plan: _Plan, device: torch.device, dtype: torch.
             n_bins = min(st.length, g.length // 2 + 1)
             t["psi2"][(st.n2, i)] = real(plan.psi2.level(st.n2, g.k)[:n_bins] / g.length)
         bank = st.fbank
-        H = np.concatenate([bank.H_phi[None], bank.H_up, bank.H_down], axis=0)
-        t["H2"].append(cplx(H))                        # (n_f, R, R)
-        t["H2_block"].append(real(real_block(H)))      # (2, n_f, R, 2R)
+        # global T: see _global_stack (up = conj(down): the mirror image)
+        R = st.n_rows
+        Hr, Hi = bank.H_down.real.reshape(-1, R), bank.H_down.imag.reshape(-1, R)
+        t["H2"].append({
+            "phi": real(bank.H_phi.real),
+            "block": real(np.block([[Hr, Hi], [Hr, -Hi], [-Hi, Hr], [Hi, Hr]])),
+            "conj": real(np.concatenate([bank.H_phi.real, Hr, Hi], axis=0)),
+        })
+        if not plan.global_T:
+            H = np.concatenate([bank.H_phi[None], bank.H_up, bank.H_down], axis=0)
+            t["H2c"].append(cplx(H))                   # (n_f, R, R)
     b1 = plan.fbank1
     t["H1_phi"] = real(b1.H_phi.real)
     t["H1_up"] = cplx(b1.H_up.reshape(-1, b1.n_in))
@@ -502,103 +510,129 @@ def modulus(z: torch.Tensor) -> torch.Tensor:
     return torch.hypot(zr[..., 0], zr[..., 1])
 
 
-def real_block(H: np.ndarray) -> np.ndarray:
-    """Complex (..., M, R) matrices → real (2, ..., M, 2R) blocks [[Re, -Im], [Im, Re]].
+class _PairModulus(torch.autograd.Function):
+    """√(re² + im²) of a complex number given as two real tensors, 0-safe derivatives.
 
-    With Y stacked as [Re Y; Im Y] (2R rows), ``block[0] @ Ys`` is Re(H @ Y)
-    and ``block[1] @ Ys`` is Im(H @ Y): one real matrix product gives both parts
-    as separate contiguous arrays, whose modulus (``torch.hypot``) is ~5× faster
-    than the modulus of an interleaved complex array on CPU.
-    """
-    top = np.concatenate([H.real, -H.imag], axis=-1)
-    bottom = np.concatenate([H.imag, H.real], axis=-1)
-    return np.stack([top, bottom])
-
-
-def _time_blocks(n_rows: int, length: int) -> list[tuple[int, int]]:
-    """Time blocks so that one block of H @ Y (n_rows × block floats) is ~4 MB.
-
-    For short stacks the product is memory-bound (inner dimension 2R ≤ 260);
-    working block by block keeps the intermediate in cache (up to ~2× faster
-    than one product), while blocks of ≥ 1024 frames keep the number of small
-    ops (each a thread-pool synchronisation) low.
-    """
-    block = 1 << max(10, min(13, int(math.log2(max(1, 2**20 // max(1, n_rows))))))
-    return [(t0, min(length, t0 + block)) for t0 in range(0, length, block)]
-
-
-def _blocked_modulus_sum(Ys: torch.Tensor, Hb: torch.Tensor) -> torch.Tensor:
-    """Σ_t |Hb @ Ys| computed time block by time block (no derivatives kept)."""
-    M = Hb.shape[-2] // 2
-    total = None
-    for t0, t1 in _time_blocks(Ys.shape[0] * Hb.shape[-2], Ys.shape[-1]):
-        Z = torch.matmul(Hb, Ys[..., t0:t1])
-        part = torch.hypot(Z[..., :M, :], Z[..., M:, :]).sum(dim=-1)
-        total = part if total is None else total + part
-    return total
-
-
-class _ModulusSum(torch.autograd.Function):
-    """A = Σ_t |Z|, Z = H @ Y, in real block form, with cheap first derivatives.
-
-    Inputs: Ys (B, 2R, T) real = [Re Y; Im Y]; Hb (2M, 2R) real, the rows of
-    :func:`real_block` (Re rows then Im rows). Outputs A (B, M) and, not
-    differentiable, the phase U = Z/|Z| (B, 2M, T) (0 where Z = 0).
-
-    The derivative dA = Σ_t U ⊙ (Hb @ dYs) is evaluated as Σ_r' Hb ⊙ (U @ dYsᵀ):
-    one matrix product whose inner dimension is the long time axis, instead of
-    materialising Hb @ dYs (2M × T per tangent) and the modulus' elementwise
-    derivative. Under ``vmap`` over tangents (``jacfwd``) U is shared by all
-    tangents. Only first derivatives are provided.
+    d|z| = u_r dre + u_i dim with the phase u = z/|z| (0 at z = 0), as :class:`_Modulus`.
     """
 
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(Ys, Hb):
-        Z = torch.matmul(Hb, Ys).unflatten(-2, (2, -1))               # (B, 2, M, T)
-        m = torch.hypot(Z[..., 0, :, :], Z[..., 1, :, :])
-        U = (Z / m.clamp_min(torch.finfo(m.dtype).tiny).unsqueeze(-3)).flatten(-3, -2)
-        return m.sum(dim=-1), U
+    def forward(re, im):
+        m = torch.sqrt(re * re + im * im)
+        inv = torch.where(m > 0, 1.0 / m.clamp_min(torch.finfo(m.dtype).tiny), 0.0)
+        return m, re * inv, im * inv
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        _, Hb = inputs
-        _, U = output
-        ctx.mark_non_differentiable(U)
-        ctx.save_for_backward(U, Hb)
-        ctx.save_for_forward(U, Hb)
+        _, ur, ui = output
+        ctx.mark_non_differentiable(ur, ui)
+        ctx.save_for_backward(ur, ui)
+        ctx.save_for_forward(ur, ui)
 
     @staticmethod
-    def jvp(ctx, dYs, dHb):
-        U, Hb = ctx.saved_tensors
-        # Gᵀ = dYs @ Uᵀ one sound at a time, the tangent on the left: under vmap
-        # over tangents (jacfwd) the tangents then stack into the rows of one
-        # product, instead of vmap expanding (copying) U once per tangent (2–3×
-        # slower and 5× the memory at batch 8).
-        GT = torch.cat([torch.matmul(dYs[b:b + 1], U[b:b + 1].transpose(-1, -2))
-                        for b in range(U.shape[0])])                  # (B, 2R, 2M)
-        d = (Hb.transpose(-1, -2) * GT).sum(dim=-2)
-        M = d.shape[-1] // 2
-        return d[..., :M] + d[..., M:], None
+    def jvp(ctx, dre, dim):
+        ur, ui = ctx.saved_tensors
+        return ur * dre + ui * dim, None, None
 
     @staticmethod
-    def backward(ctx, gA, gU):
-        U, Hb = ctx.saved_tensors
-        g2 = torch.cat([gA, gA], dim=-1).unsqueeze(-1)                # (B, 2M, 1)
-        return torch.matmul(Hb.transpose(-1, -2), g2 * U), None
+    def backward(ctx, gm, gur, gui):
+        ur, ui = ctx.saved_tensors
+        return gm * ur, gm * ui
 
 
-def modulus_sum(Ys: torch.Tensor, Hb: torch.Tensor) -> torch.Tensor:
-    """Σ_t |H @ Y| over the last axis, real block form: (B, 2R, T), (2M, 2R) → (B, M).
+def _block_len(rows: int, n_tan: int) -> int:
+    """Time block (power of two ≥ 64) so that one block of the stack product with its
+    tangents holds ~2^19 numbers: cache-sized intermediates, few Python-level ops."""
+    return 1 << max(6, int(math.log2(max(1, 2**19 // max(1, rows * 2 * (1 + n_tan))))))
 
-    With grad mode on (which includes ``torch.func`` transforms) this goes
-    through :class:`_ModulusSum`, which keeps the phase U for cheap first
-    derivatives; without, time block by time block (faster, no memory kept).
+
+def _safe_inverse(m: torch.Tensor) -> torch.Tensor:
+    """1/m, and 0 where m = 0 (the phase of 0 is taken as 0)."""
+    return torch.where(m > 0, 1.0 / m.clamp_min(torch.finfo(m.dtype).tiny), 0.0)
+
+
+def _global_stack(y2: torch.Tensor, H: dict, R: int, n_k: int, window: tuple,
+                  dy2: torch.Tensor | None = None):
+    """Σ_t |Y2 ⋆_n1 (φ_F, ψ_up, ψ_down)| over the window, and its tangents.
+
+    Parameters
+    ----------
+    y2 : complex (B, R, L)
+    H : dict of real matrices of the stack: ``phi`` (R, R) = H_φ (real);
+        ``block`` (4 n_k R, 2R) = rows giving [Re Z_up; Re Z_down; Im Z_up; Im Z_down]
+        from [Re Y; Im Y]; ``conj`` ((1 + 2 n_k) R, R) = [H_φ; Re H_down; Im H_down].
+    dy2 : complex (P, B, R, L) or None — tangents of y2
+
+    Returns
+    -------
+    A (B, (1 + 2 n_k) R) in the order φ, up, down; dA (P, B, same) or None.
+
+    The primal goes through ``block`` (separate, contiguous real and imaginary
+    planes: the modulus is one fused pass) and ``phi``. Tangents use ``conj``,
+    half the flops per tangent: with H the analytic (down) matrices,
+    H Y = (a − d) + i(b + c) and conj(H) Y = (a + d) + i(b − c), where
+    (a, c) = (Re H, Im H) · Re Y and (b, d) = (Re H, Im H) · Im Y (the reference's
+    up wavelet is the mirror image of down, so its matrix is the conjugate).
+    dA = Σ_t u_r dre + u_i dim with the primal phase u.
+
+    With grad mode on (autograd, ``torch.func``) plain differentiable ops on the
+    whole window; otherwise time block by time block (cache-sized), the phases
+    living for one block only, all tangents coming out of one matrix product
+    (tangents innermost in its columns) and contracted with the phases by
+    batched matrix-vector products.
     """
-    if torch.is_grad_enabled():
-        return _ModulusSum.apply(Ys, Hb)[0]
-    return _blocked_modulus_sum(Ys, Hb)
+    a, b = window
+    y = y2[..., a:b]
+    B, T = y.shape[0], y.shape[-1]
+    Rw = n_k * R
+    Hphi, Hw = H["phi"], H["block"]
+
+    def primal(yb):
+        """(re, im) planes of the φ rows and of the wavelet rows (up then down)."""
+        yr, yi = yb.real, yb.imag
+        n = yb.shape[-1]
+        pp = torch.matmul(Hphi, torch.cat([yr, yi], dim=-1))
+        zw = torch.matmul(Hw, torch.cat([yr, yi], dim=-2))
+        return (pp[..., :n], pp[..., n:]), (zw[..., :2 * Rw, :], zw[..., 2 * Rw:, :])
+
+    if dy2 is None and torch.is_grad_enabled():
+        parts = primal(y)
+        return torch.cat([_PairModulus.apply(re, im)[0].sum(dim=-1) for re, im in parts], dim=1), None
+    n_tan = 0 if dy2 is None else dy2.shape[0]
+    if n_tan:
+        # (P, B, R, T) complex → (B, R, T, 2, P) real: tangents innermost
+        dyv = torch.view_as_real(dy2[..., a:b]).permute(1, 2, 3, 4, 0).reshape(B, R, 2 * T * n_tan)
+        Hc = H["conj"]
+    M = (1 + 2 * n_k) * R
+    Tb = _block_len(M, n_tan)
+    total, dtotal = None, None
+    for t0 in range(0, T, Tb):
+        t1 = min(T, t0 + Tb)
+        n = t1 - t0
+        parts = primal(y[..., t0:t1])
+        mods = [torch.addcmul(re * re, im, im).sqrt_() for re, im in parts]
+        part = torch.cat([m.sum(dim=-1) for m in mods], dim=1)
+        total = part if total is None else total + part
+        if not n_tan:
+            continue
+        # phases, interleaved (t, re/im) like the tangent columns
+        (fr, fi), (zr, zi) = [(re * inv, im * inv) for (re, im), inv in
+                              zip(parts, map(_safe_inverse, mods))]
+        ur, dr, ui, di = zr[..., :Rw, :], zr[..., Rw:, :], zi[..., :Rw, :], zi[..., Rw:, :]
+        dP = torch.matmul(Hc, dyv[..., 2 * n_tan * t0:2 * n_tan * t1]).view(B, M, 2 * n, n_tan)
+        w_phi = torch.stack([fr, fi], dim=-1).flatten(-2)                  # (B, R, 2n)
+        d_phi = torch.matmul(w_phi.unsqueeze(-2), dP[:, :R]).squeeze(-2)    # (B, R, P)
+        # rows (a, b) (Re H · Y) feed up and down with (u_r, u_i); rows (c, d) (Im H · Y)
+        # feed up with (−u_i, u_r) and down with (u_i, −u_r)
+        w_re = torch.stack([torch.stack([ur, ui], -1), torch.stack([dr, di], -1)], dim=2)
+        w_im = torch.stack([torch.stack([-ui, ur], -1), torch.stack([di, -dr], -1)], dim=2)
+        d_w = (torch.matmul(w_re.flatten(-2), dP[:, R:R + Rw])
+               + torch.matmul(w_im.flatten(-2), dP[:, R + Rw:]))              # (B, Rw, 2, P)
+        dpart = torch.cat([d_phi, d_w[:, :, 0], d_w[:, :, 1]], dim=1)        # (B, M, P)
+        dtotal = dpart if dtotal is None else dtotal + dpart
+    return total, (None if dtotal is None else dtotal.permute(2, 0, 1))
 
 
 def _pad_to(z: torch.Tensor, n: int) -> torch.Tensor:
@@ -728,7 +762,10 @@ class JTFS(Feature):
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, N) float32/float64 → features (B, K), log-compressed if ``log_eps``."""
-        S = self.coefficients(x)
+        return self.compress(self.coefficients(x))
+
+    def compress(self, S: torch.Tensor) -> torch.Tensor:
+        """log1p(S/ε) of flat coefficients (…, K); S0 (signed) as sign·log1p(|S0|/ε)."""
         if self.log_eps is None:
             return S
         n0 = self.plan.paths[0].frames if self.include_s0 else 0
@@ -741,8 +778,52 @@ class JTFS(Feature):
     def coefficients(self, x: torch.Tensor) -> torch.Tensor:
         """Uncompressed flat S, x (B, N) → (B, K) in ``meta()`` order (e.g. for :func:`calibrate_eps`)."""
         lead, blocks = self._run(x)
-        flat = torch.cat([b.flatten(1) for _, b in blocks], dim=-1)
+        flat = torch.cat([b.flatten(1) for _, b, _ in blocks], dim=-1)
         return flat.reshape(*lead, flat.shape[-1])
+
+    def jacobian_columns(self, x: torch.Tensor, dx: torch.Tensor, *, method: str = "vmap",
+                         chunk: int | None = None) -> torch.Tensor:
+        """∂Φ(x)·ẋ_p for P tangents, sharing the primal's intermediates (T='global').
+
+        One pass computes S and all P tangent coefficients dS together: the
+        tangents ride along the first-order modulus (d|y| = Re(conj(u) dy), u the
+        primal phase), the second-order convolutions (batched FFTs) and the
+        frequential stage, where every tangent's product comes out of the same
+        matrix product and is contracted with the primal phases block by block
+        (:func:`_global_stack`), so no phase is ever stored in full and the primal
+        is computed once. dΦ = c'(S) ⊙ dS with c the log compression.
+        ``method`` is ignored (one algorithm); ``chunk`` bounds the tangents per
+        pass (the primal is recomputed per chunk). Local T falls back to the
+        default (``torch.func``) implementation.
+
+        Parameters
+        ----------
+        x : Tensor (B, N)
+        dx : Tensor (P, B, N), like x
+
+        Returns
+        -------
+        Tensor (B, K, P)
+        """
+        if not self.plan.global_T:
+            return super().jacobian_columns(x, dx, method=method, chunk=chunk)
+        P = dx.shape[0]
+        if chunk is not None and 0 < int(chunk) < P:
+            return torch.cat([self.jacobian_columns(x, dx[p:p + int(chunk)]) for p in
+                              range(0, P, int(chunk))], dim=-1)
+        self._check(x)
+        if x.dim() != 2:
+            raise ValueError(f"jtfs: jacobian_columns needs x of shape (B, N), got {tuple(x.shape)}")
+        if dx.shape[1:] != x.shape or dx.dtype != x.dtype:
+            raise ValueError(f"jtfs: tangents must be (P, *x.shape) = (P, {tuple(x.shape)}) in "
+                             f"{x.dtype}, got {tuple(dx.shape)} {dx.dtype}")
+        with torch.no_grad():
+            blocks = self._transform(x, dx)
+            S = torch.cat([b.flatten(1) for _, b, _ in blocks], dim=-1)              # (B, K)
+            dS = torch.cat([d.flatten(2) for _, _, d in blocks], dim=-1)             # (P, B, K)
+        # derivative of the (elementwise) compression, with torch's conventions at 0
+        _, slope = torch.func.jvp(self.compress, (S,), (torch.ones_like(S),))
+        return (slope * dS).permute(1, 2, 0)
 
     def paths(self, x: torch.Tensor) -> list[dict]:
         """Uncompressed paths, in output order.
@@ -760,7 +841,7 @@ class JTFS(Feature):
         ``spin`` (+1 up, -1 down, 0 none), ``frames``.
         """
         lead, blocks = self._run(x)
-        coefs = [c for _, b in blocks for c in b.unbind(1)]
+        coefs = [c for _, b, _ in blocks for c in b.unbind(1)]
         j1 = self.plan.psi1.j
         out = []
         for spec, c in zip(self.plan.paths, coefs, strict=True):
@@ -771,19 +852,25 @@ class JTFS(Feature):
         return out
 
     def _run(self, x: torch.Tensor):
+        self._check(x)
+        return x.shape[:-1], self._transform(x.reshape(-1, self.n_samples))
+
+    def _check(self, x: torch.Tensor) -> None:
         if x.shape[-1] != self.n_samples:
             raise ValueError(f"jtfs: input has {x.shape[-1]} samples, expected n_samples="
                              f"{self.n_samples}")
         if x.dtype not in _COMPLEX:
             raise TypeError(f"jtfs: input must be float32 or float64, got {x.dtype}")
-        return x.shape[:-1], self._transform(x.reshape(-1, self.n_samples))
 
-    def _transform(self, x: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
-        """x (B, N) → blocks (name, (B, n_paths, rows, frames)) in ``plan.paths`` order.
+    def _transform(self, x: torch.Tensor, dx: torch.Tensor | None = None) -> list:
+        """x (B, N) → blocks (name, S (B, n_paths, rows, frames), dS) in ``plan.paths`` order.
 
         Consecutive paths of equal shape stay in one block, so that the flat
         vector is assembled (and log-compressed) with a few large ops, which
-        matters under ``vmap``/``jvp``.
+        matters under ``vmap``/``jvp``. With tangents ``dx`` (P, B, N) (only
+        without grad mode, T='global'), dS (P, B, n_paths, rows, frames) is the
+        forward-mode derivative, sharing every intermediate of the primal
+        (:meth:`jacobian_columns`); else dS is None.
         """
         plan = self.plan
         t = _tensors(self.settings, plan, x.device, x.dtype)
@@ -791,73 +878,119 @@ class JTFS(Feature):
         L_s = pad.N_pad // 2**s
         i0, i1 = plan.frame_start, plan.frame_start + plan.n_frames
         energy = t["energy"]
-        if self.pad_mode == "zero":
-            xp = nnf.pad(x, (pad.pad_left, pad.pad_right))
-        elif "reflect_index" in t:
-            xp = torch.index_select(x, -1, t["reflect_index"])
-        else:
-            xp = x
+        tan = dx is not None
+
+        def padded(v):
+            if self.pad_mode == "zero":
+                return nnf.pad(v, (pad.pad_left, pad.pad_right))
+            if "reflect_index" in t:
+                return torch.index_select(v, -1, t["reflect_index"])
+            return v
+
+        xp = padded(x)
         x_f = torch.fft.rfft(xp)                                      # (B, N_pad/2+1)
+        dxp = padded(dx) if tan else None
+        dx_f = torch.fft.rfft(dxp) if tan else None
 
         blocks = []
         if self.include_s0:
             if plan.global_T:
                 s0 = xp.mean(dim=-1, keepdim=True)[:, None]           # (B, 1, 1)
+                ds0 = dxp.mean(dim=-1, keepdim=True)[:, :, None] if tan else None
             else:
                 s0 = _lowpass_from_rfft(x_f, t["phi"][0], L_s, i0, i1)[:, None]
-            blocks.append(("S0", (s0 * energy)[:, None]))
+                ds0 = None
+            blocks.append(("S0", (s0 * energy)[:, None], None if ds0 is None else (ds0 * energy)[:, :, None]))
 
         # first order: U1 per j1-group, kept in Fourier for S1 and Y2
-        u1_f, s1 = [], []
+        u1_f, du1_f, s1, ds1 = [], [], [], []
         for g, psi in zip(plan.groups, t["psi1"]):
             y = torch.fft.ifft(x_f[:, None, :g.n_bins] * psi, n=g.length, norm="forward")
-            u_f = torch.fft.rfft(modulus(y))                          # (B, n_g, L_k/2+1)
+            if tan:
+                dy = torch.fft.ifft(dx_f[:, :, None, :g.n_bins] * psi, n=g.length, norm="forward")
+                yr = torch.view_as_real(y)
+                m = torch.linalg.vector_norm(yr, dim=-1)
+                inv = torch.where(m > 0, 1.0 / m.clamp_min(torch.finfo(m.dtype).tiny), 0.0)
+                dyr = torch.view_as_real(dy)
+                dU = (dyr[..., 0] * yr[..., 0] + dyr[..., 1] * yr[..., 1]) * inv
+                du_f = torch.fft.rfft(dU)
+                du1_f.append(du_f)
+                ds1.append(_lowpass_from_rfft(du_f, t["phi"][g.k], L_s, i0, i1))
+            else:
+                m = modulus(y)
+            u_f = torch.fft.rfft(m)                                   # (B, n_g, L_k/2+1)
             u1_f.append(u_f)
             s1.append(_lowpass_from_rfft(u_f, t["phi"][g.k], L_s, i0, i1))
         # |·| is exact here (S1 ≥ 0) and removes FFT round-off negatives
-        S1 = torch.abs(torch.cat(s1, dim=1) * energy)                  # (B, n1, frames)
-        blocks.append(("S1", S1[:, None]))
+        S1raw = torch.cat(s1, dim=1) * energy                          # (B, n1, frames)
+        S1 = torch.abs(S1raw)
+        dS1 = torch.sgn(S1raw) * torch.cat(ds1, dim=2) * energy if tan else None
+        blocks.append(("S1", S1[:, None], None if dS1 is None else dS1[:, :, None]))
 
         # first-order joint paths (φ_t): n1-convolutions of the averaged scalogram
         R1 = plan.rows_phi_t
-        blocks.append(("phi_t*phi_f", torch.abs(torch.matmul(t["H1_phi"], S1))[:, None]))
+        z = torch.matmul(t["H1_phi"], S1)
+        dz = torch.sgn(z) * torch.matmul(t["H1_phi"], dS1) if tan else None
+        blocks.append(("phi_t*phi_f", torch.abs(z)[:, None], None if dz is None else dz[:, :, None]))
         n_up = len(plan.fbank1.psi_index)
         if n_up:
             z = torch.matmul(t["H1_up"], S1.to(t["H1_up"].dtype))   # (B, n_up·R1, frames)
-            blocks.append(("phi_t*psi_f", (modulus(z) * math.sqrt(2.0)).unflatten(1, (n_up, R1))))
+            out = (modulus(z) * math.sqrt(2.0)).unflatten(1, (n_up, R1))
+            dout = None
+            if tan:
+                dz = torch.view_as_real(torch.matmul(t["H1_up"], dS1.to(t["H1_up"].dtype)))
+                zr = torch.view_as_real(z)
+                m = torch.linalg.vector_norm(zr, dim=-1)
+                inv = torch.where(m > 0, 1.0 / m.clamp_min(torch.finfo(m.dtype).tiny), 0.0)
+                dm = (dz[..., 0] * zr[..., 0] + dz[..., 1] * zr[..., 1]) * inv
+                dout = (dm * math.sqrt(2.0)).unflatten(2, (n_up, R1))
+            blocks.append(("phi_t*psi_f", out, dout))
 
         # second order: one stack per ψ2
         phi_f, up, down = [], [], []
         for index, st in enumerate(plan.stacks):
-            parts = [_pad_to(u1_f[i][..., :t["psi2"][(st.n2, i)].shape[-1]] * t["psi2"][(st.n2, i)],
-                             st.length) for i in st.groups]
+            filt = [t["psi2"][(st.n2, i)] for i in st.groups]
+            parts = [_pad_to(u1_f[i][..., :h.shape[-1]] * h, st.length) for i, h in zip(st.groups, filt)]
             y2 = torch.fft.ifft(torch.cat(parts, dim=1), n=st.length, norm="forward")  # (B, R, L)
-            S = self._frequential(y2, st, t, index, L_s, i0, i1) * energy  # (B, n_f, R, frames)
+            dy2 = None
+            if tan:
+                dparts = [_pad_to(du1_f[i][..., :h.shape[-1]] * h, st.length)
+                          for i, h in zip(st.groups, filt)]
+                dy2 = torch.fft.ifft(torch.cat(dparts, dim=2), n=st.length, norm="forward")
+            S, dS = self._frequential(y2, st, t, index, L_s, i0, i1, dy2)
+            S = S * energy                                                  # (B, n_f, R, frames)
+            dS = None if dS is None else dS * energy
             n_k = len(st.fbank.psi_index)
-            phi_f.append(("psi_t*phi_f", S[:, :1]))
+
+            def sl(v, lo, hi):
+                return None if v is None else v[..., lo:hi, :, :]
+            phi_f.append(("psi_t*phi_f", S[:, :1], sl(dS, 0, 1)))
             if n_k:
-                up.append(("psi_t*psi_f_up", S[:, 1:1 + n_k]))
-                down.append(("psi_t*psi_f_down", S[:, 1 + n_k:]))
+                up.append(("psi_t*psi_f_up", S[:, 1:1 + n_k], sl(dS, 1, 1 + n_k)))
+                down.append(("psi_t*psi_f_down", S[:, 1 + n_k:], sl(dS, 1 + n_k, 1 + 2 * n_k)))
         return blocks + phi_f + up + down
 
     def _frequential(self, y2, st: _Stack, t: dict, index: int, L_s: int, i0: int,
-                     i1: int) -> torch.Tensor:
+                     i1: int, dy2=None):
         """|Y2 ⋆_n1 (φ_F, ψ_fr up, ψ_fr down)| averaged in time → (B, n_f, R, frames).
 
         Y2 (B, R, L) complex. Global: mean over the padded time axis (over the
-        signal window with zero padding, see the module doc), through
-        :func:`modulus_sum`. Local: lowpass φ_T, chunked over filters so that at
-        most ``_CHUNK_ELEMENTS`` complex values of H @ Y2 live at once.
+        trimmed window when ``trim``), :func:`_global_stack`, which also pushes
+        tangents dy2 (P, B, R, L). Local: lowpass φ_T, chunked over filters so
+        that at most ``_CHUNK_ELEMENTS`` complex values of H @ Y2 live at once.
+        Returns (S, dS or None).
         """
         R = st.n_rows
+        n_k = len(st.fbank.psi_index)
         if self.plan.global_T:
-            a, b = st.window
-            ys = torch.cat([y2[..., a:b].real, y2[..., a:b].imag], dim=1)   # (B, 2R, T')
-            Hb = t["H2_block"][index]                                  # (2, n_f, R, 2R)
-            n_f = Hb.shape[1]
-            A = modulus_sum(ys, Hb.reshape(2 * n_f * R, 2 * R)) / st.length
-            return A.unflatten(1, (n_f, R)).unsqueeze(-1)
-        H = t["H2"][index]                                             # (n_f, R, R)
+            A, dA = _global_stack(y2, t["H2"][index], R, n_k, st.window, dy2)
+            A = (A / st.length).unflatten(1, (1 + 2 * n_k, R)).unsqueeze(-1)
+            if dA is not None:
+                dA = (dA / st.length).unflatten(2, (1 + 2 * n_k, R)).unsqueeze(-1)
+            return A, dA
+        if dy2 is not None:
+            raise NotImplementedError("tangents through local time averaging")
+        H = t["H2c"][index]                                            # (n_f, R, R)
         n_f = H.shape[0]
         chunk = max(1, _CHUNK_ELEMENTS // max(1, y2.shape[0] * R * y2.shape[-1]))
         res = []
@@ -867,7 +1000,7 @@ class JTFS(Feature):
             # |·|: the lowpass of |·| ≥ 0 is ≥ 0; this only removes FFT round-off
             avg = torch.abs(_lowpass_time(amp, t["phi"][st.k], L_s, i0, i1))
             res.append(avg.unflatten(1, (f1 - f0, R)))
-        return torch.cat(res, dim=1)
+        return torch.cat(res, dim=1), None
 
 
 def calibrate_eps(S: torch.Tensor) -> float:

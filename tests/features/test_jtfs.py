@@ -14,9 +14,9 @@ import torch
 from torch.func import jacfwd, jvp, vjp, vmap
 
 from pnp_core.features import filterbank as fb
-from pnp_core.features import get_feature
+from pnp_core.features import Feature, get_feature
 from pnp_core.features.jtfs import (JTFS, LAPTOP_FTM, PAPER_AMFM, PAPER_FTM, _tensors, calibrate_eps,
-                                    modulus_sum, real_block)
+                                    _global_stack, _PairModulus)
 from pnp_core.synth import get_synth
 
 N = 2**12
@@ -52,14 +52,44 @@ def chirp(n: int, f_start: float, f_end: float) -> torch.Tensor:
 # engine helpers (filter design: test_filterbank.py; the reference: test_jtfs_reference.py)
 # ---------------------------------------------------------------------------
 
-def test_real_block_reproduces_complex_product():
-    rng = np.random.default_rng(1)
-    H = rng.standard_normal((6, 4)) + 1j * rng.standard_normal((6, 4))
-    Y = rng.standard_normal((4, 9)) + 1j * rng.standard_normal((4, 9))
-    block = real_block(H)
-    Ys = np.concatenate([Y.real, Y.imag])
-    np.testing.assert_allclose(block[0] @ Ys, (H @ Y).real, atol=1e-12)
-    np.testing.assert_allclose(block[1] @ Ys, (H @ Y).imag, atol=1e-12)
+def _stack_mats(R: int, n_k: int, seed: int = 1):
+    """Random frequential matrices of one stack in the three layouts of _tensors."""
+    rng = np.random.default_rng(seed)
+    Hd = rng.standard_normal((n_k, R, R)) + 1j * rng.standard_normal((n_k, R, R))
+    Hphi = rng.standard_normal((R, R))
+    Hr, Hi = Hd.real.reshape(-1, R), Hd.imag.reshape(-1, R)
+    mats = {"phi": torch.tensor(Hphi), "block": torch.tensor(np.block([[Hr, Hi], [Hr, -Hi], [-Hi, Hr], [Hi, Hr]])),
+            "conj": torch.tensor(np.concatenate([Hphi, Hr, Hi]))}
+    return Hd, Hphi, mats
+
+
+def test_global_stack_equals_direct_complex_products_and_their_tangents():
+    R, n_k, L = 5, 2, 300
+    Hd, Hphi, mats = _stack_mats(R, n_k)
+    gen = torch.Generator().manual_seed(0)
+    y = torch.randn(2, R, L, dtype=torch.complex128, generator=gen)
+    dy = torch.randn(3, 2, R, L, dtype=torch.complex128, generator=gen)
+    y[0, :, 7] = 0                                         # exact zeros: phase 0, finite
+    H_all = torch.tensor(np.concatenate([Hphi[None] + 0j, Hd.conj(), Hd]).reshape(-1, R))
+    direct = (H_all @ y).abs().sum(-1)                     # φ, up (= conj), down
+    with torch.no_grad():
+        A, dA = _global_stack(y, mats, R, n_k, (0, L), dy)
+        A2, _ = _global_stack(y, mats, R, n_k, (0, L))
+    torch.testing.assert_close(A, direct, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(A2, direct, rtol=1e-12, atol=1e-12)
+    for p in range(3):                                     # jvp of the differentiable path
+        _, t = jvp(lambda v: _global_stack(v, mats, R, n_k, (0, L))[0], (y,), (dy[p],))
+        torch.testing.assert_close(dA[p], t, rtol=1e-10, atol=1e-10)
+
+
+def test_pair_modulus_gradcheck_and_zero():
+    re = torch.randn(4, 6, dtype=torch.float64, requires_grad=True)
+    im = torch.randn(4, 6, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, b: _PairModulus.apply(a, b)[0], (re, im),
+                                     check_forward_ad=True)
+    zero = torch.zeros(3, dtype=torch.float64)
+    jf = jacfwd(lambda a: _PairModulus.apply(a, a)[0])(zero)
+    assert torch.isfinite(jf).all() and (jf == 0).all()
 
 
 # ---------------------------------------------------------------------------
@@ -259,19 +289,6 @@ def test_calibrate_eps_is_median_of_positive_coefficients():
 # derivatives
 # ---------------------------------------------------------------------------
 
-def test_modulus_sum_gradcheck_including_zero_rows():
-    torch.manual_seed(0)
-    H = real_block(np.random.default_rng(0).standard_normal((6, 3)) + 0j)
-    Hb = torch.tensor(H.reshape(12, 6))
-    Ys = torch.randn(2, 6, 9, dtype=torch.float64)
-    assert torch.autograd.gradcheck(lambda y: modulus_sum(y, Hb), (Ys.requires_grad_(),),
-                                     check_forward_ad=True, check_backward_ad=True)
-    zero = torch.zeros(1, 6, 9, dtype=torch.float64)
-    jf = jacfwd(lambda y: modulus_sum(y, Hb))(zero)
-    jr = torch.func.jacrev(lambda y: modulus_sum(y, Hb))(zero)
-    assert torch.isfinite(jf).all() and torch.isfinite(jr).all()
-
-
 @pytest.mark.parametrize("kind", ["silent", "impulse", "noise"])
 @pytest.mark.parametrize("kw", [dict(include_s0=True), dict(T=2**5, include_s0=True)])
 def test_gradients_finite(device, kind, kw):
@@ -317,3 +334,52 @@ def test_jacfwd_of_jtfs_of_ftm_matches_central_differences():
     # jvp loop and vmap agree with jacfwd
     col = jvp(phi, (nu0,), (torch.eye(5, dtype=torch.float64)[2],))[1]
     torch.testing.assert_close(col, J[:, 2], rtol=1e-10, atol=1e-10)
+
+
+# ---------------------------------------------------------------------------
+# the Jacobian hook (shared-intermediate override of Feature.jacobian_columns)
+# ---------------------------------------------------------------------------
+
+def _ftm_tangents(n: int, B: int = 2):
+    g = get_synth("ftm", sr=22050, n_samples=n)
+    theta = torch.tensor([[2 * math.pi * 220.0, 0.3, 1e-2, 3e-3, 0.6],
+                          [2 * math.pi * 90.0, 0.8, 3e-3, 1e-3, 0.2]][:B], dtype=torch.float64)
+    x = g(theta).detach()
+    eye = torch.eye(5, dtype=torch.float64)
+    dx = torch.stack([jvp(g, (theta,), (e.expand(B, 5),))[1] for e in eye]).detach()
+    return x, dx
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(trim=True), dict(include_s0=False, log_eps=None)])
+def test_jacobian_columns_override_equals_default(kw):
+    f = small(**kw)
+    x, dx = _ftm_tangents(N)
+    ours = f.jacobian_columns(x, dx)
+    assert ours.shape == (2, f.n_coefficients, 5) and ours.dtype == torch.float64
+    for method in ("jvp", "vmap"):
+        ref = Feature.jacobian_columns(f, x, dx, method=method)
+        assert rel(ours, ref) < 1e-10, method
+        torch.testing.assert_close(ours, ref, rtol=1e-9, atol=1e-10 * float(ref.abs().max()))
+    torch.testing.assert_close(f.jacobian_columns(x, dx, chunk=2), ours, rtol=1e-10, atol=1e-12)
+
+
+def test_jacobian_columns_matches_finite_differences():
+    f = small()
+    x, dx = _ftm_tangents(N, B=1)
+    cols = f.jacobian_columns(x, dx)[0]                             # (K, 5)
+    for p in range(5):
+        d = dx[p] / dx[p].norm() * x.norm()                         # unit-scale direction
+        h = 1e-6
+        with torch.no_grad():
+            fd = (f(x + h * d) - f(x - h * d)) / (2 * h)
+        assert rel(cols[:, p] * (x.norm() / dx[p].norm()), fd[0]) < 1e-5, p
+
+
+def test_jacobian_columns_float32_and_local_T_fall_back():
+    x, dx = _ftm_tangents(N)
+    f = small()
+    c32 = f.jacobian_columns(x.float(), dx.float())
+    assert c32.dtype == torch.float32
+    assert rel(c32.double(), f.jacobian_columns(x, dx)) < 1e-3
+    g = small(T=2**5)                                               # default implementation
+    torch.testing.assert_close(g.jacobian_columns(x, dx[:2]), Feature.jacobian_columns(g, x, dx[:2]))

@@ -1,131 +1,42 @@
-"""Joint time–frequency scattering (JTFS), ours, with the paper's semantics.
+"""Joint time–frequency scattering (JTFS): the paper's operator, in pure torch.
 
 Han, Lostanlen & Lagrange (TASLP 2024) use the JTFS of kymatio PR #674
-(``TimeFrequencyScattering1D`` with ``average_global=True``); this module
-re-implements those semantics in pure torch on top of kymatio 0.3.0's filter
-*designs* (see :mod:`pnp_core.features.filterbank` and
-``/work/shared/reference/jtfs_spec.md`` §7, §11).
+(``TimeFrequencyScattering1D`` with ``average_global = True``). This module
+computes the same coefficients (same filters, paths, order, spin names, energy
+corrections: K = 20,762 at the paper's FTM setting, per-path relative error
+≤ 5e-5 against the reference, ``tests/features/test_jtfs_reference.py``) with
+its own engine; the filter design is :mod:`pnp_core.features.filterbank`.
+``docs/jtfs.md`` is the full description: settings, design, measured
+deviations, speed, ε.
 
-Transform
----------
-x (B, N) is padded to N_pad = 2^J_pad ('zero' or 'reflect'). With ψ1 the
-analytic Morlets (Q1 per octave, scales up to 2^J), ψ2 (Q2 per octave), φ_T
-the time lowpass, ψ_fr± the frequential Morlets along the first-order index n1
-(0 = highest frequency; spin +1 = "up" responds to rising chirps) and φ_F the
-frequential lowpass of width F:
+Paths, in output order (flat vector = paths concatenated, rows × frames each)
+--------------------------------------------------------------------------------
+``S0`` x ⋆ φ_T (signed); ``S1`` U1 ⋆ φ_T with U1 = |x ⋆ ψ1|; ``phi_t*phi_f`` and
+``phi_t*psi_f`` (spin up only, ×√2): S1 (all first-order rows) convolved along
+the first-order index n1 by φ_F / ψ_fr, the rows of the largest second-order
+stack kept; ``psi_t*phi_f``, ``psi_t*psi_f_up``, ``psi_t*psi_f_down``:
+|Y2 ⋆_n1 (φ_F, ψ_fr)| averaged in time, Y2[n2](n1, t) = (U1[n1] ⋆ ψ2_n2)(t) over
+the rows n1 with j1 < j2. Spin names are the reference's: *down* is the analytic
+frequential wavelet and a rising chirp lands there.
 
-* ``S0``           x ⋆ φ_T (signed; optional),
-* ``S1``           U1 ⋆ φ_T, U1[n1] = |x ⋆ ψ1_n1|, all n1,
-* ``phi_t*phi_f``  S1 ⋆_n1 φ_F,
-* ``phi_t*psi_f``  √2 |S1 ⋆_n1 ψ_fr+| (spin up only: S1 is real, so spin down
-  is its mirror image; √2 keeps the energy),
-* ``psi_t*phi_f``  |Y2 ⋆_n1 φ_F| averaged in time,
-* ``psi_t*psi_f_up`` / ``_down``  |Y2 ⋆_n1 ψ_fr±| averaged in time,
+Engine
+------
+Time convolutions are products of DFTs at the stride 2^min(j, log2 T) of each
+filter; the frequential stage (pad → convolve → keep rows, never subsampled)
+is linear in the rows and precomputed as matrices. With ``T='global'`` the ψ_t
+paths are the mean of the modulus over the padded time axis, computed block by
+block in time; spin up and down share one real matrix product (up is the
+mirror image of down, so its matrix is the conjugate). ``trim=True`` averages
+over a window around the input only (faster, documented error; off by default).
 
-with Y2[n2](n1, t) = (U1[n1] ⋆ ψ2_n2)(t) stacked over the R(n2) rows n1 with
-j1 < j2 (R = 14, 26, …, 122, 130 for the paper). The φ_t stack holds the rows
-of the largest second-order stack (130), as in the paper.
-
-* Subsampling: time convolutions are products of DFTs; U1 is computed at
-  stride 2^min(j1, s) and Y2 at 2^min(j2, s), with s = log2 T and j the max
-  alias-free subsampling |ξ| + 5σ < 2^-(j+1). Lower-resolution filters are
-  **sum** folds (DC gain kept, unlike kymatio 0.3.0).
-* Frequency: each stack is padded to its own power of two (2^⌈log2 R⌉, one
-  extra octave at most with ``max_pad_factor_fr=1``) and never subsampled
-  (the paper: ``average_fr=False``, aligned), so every path keeps all R rows.
-  Pad → convolve → unpad is linear in the R rows, so it is precomputed as one
-  R×R matrix per filter and applied as a batched matrix product (exactly the
-  padded FFT convolution, but much faster for R ≤ 130). Wavelets wider than
-  the stack (2σ0/σ > R) are excluded, which gives the paper's 4, 5, 5, 6, 6,
-  6, 6, 7, 7, 7, 7 wavelets per stack.
-* Time averaging: S0, S1 and the φ_t paths are averaged by φ_T and sampled
-  at stride T (T = 2^J when ``T='global'``), then unpadded. The ψ_t paths are
-  averaged by φ_T likewise when T is an int; with ``T='global'`` they are the
-  **mean over the padded time axis** (the paper's ``average_global``). With zero
-  padding the sum runs only over the window where Y2 is non-negligible (the
-  input ± 16 Gaussian-envelope standard deviations of the widest ψ1 of the
-  stack and of ψ2) and is divided by the full padded length ("trim padded
-  time axes"): 0.58 of the untrimmed frequential work at the paper setting
-  (−25 % time for the forward and the Jacobian). What it drops are the small tails
-  that the analytic filters' kinks (at ω = 0 and Nyquist) spread from the
-  input's edges into the zero padding: at the paper setting S changes by
-  6e-5 relative L2 (8 FTM drums, whose attack sits at the left edge), and
-  log1p(S/1e-3) by at most 0.025 on single coefficients (6e-4 relative L2).
-  ``T='global'`` with a sound in the middle of the input makes the ψ_t paths
-  time-shift invariant; S1 and the φ_t paths keep N/2^J frames, as in the
-  paper.
-* Energy corrections as in the paper: every output × √(2^s) (time stride
-  2^s, s = J for ``'global'``), spin-up φ_t paths × √2.
-* Normalisation 'l1-energy': filters L1-normalised, then each wavelet bank
-  rescaled so its Littlewood–Paley sum peaks at 2 (ψ1, ψ2, analytic) or 1
-  (ψ_fr, up + down).
-
-Size K (the paper's FTM setting ``PAPER_FTM``: N = 2^16, J = 13, Q = (12, 1),
-J_fr = 6 (default), Q_fr = 1, F = 2, T = 'global', zero padding,
-``max_pad_factor = max_pad_factor_fr = 1``, S0 included)
---------------------------------------------------------------------------
-S0 1 + S1 136·8 = 1088 + φ_tφ_f 130·8 = 1040 + φ_tψ_f 7·130·8 = 7280
-+ ψ_tφ_f 810 + up 5228 + down 5228 = **K = 20,675** (without S0: 20,674);
-the paper's JTFS gives 20,762. The 87 missing coefficients all come from one
-first-order wavelet: kymatio 0.3.0's time filter design (ξ_max = 0.457,
-α = 5) yields 136 ψ1 (stack heights 14, 26, …, 122, **130**), PR #674's own
-design (ξ_max = 0.486, α = 4) yields 137 (…, 122, 131): 8 + 8 + 56 fewer φ_t
-coefficients and 1 + 7 + 7 fewer ψ_t ones. The brief mandates 0.3.0's designs,
-so we keep 136. Every other count (paths, frames, stacks, wavelets per stack)
-matches the paper. AM/FM (N = 2^15): S1 keeps 4 frames, K = 1 + 544 + 520 +
-3640 + 810 + 5228 + 5228 = 15,971. Laptop (``LAPTOP_FTM``, N = 2^13, J = 8: 76 ψ1,
-stacks of 14 … 70 rows, J_fr = 5, 32 frames): 1 + 2432 + 2240 + 13,440 + 260 + 1468
-+ 1468 = 21,309 (more than the paper's because S1 keeps N/2^J = 32 frames).
-
-Log compression and ε
----------------------
-``__call__`` returns log1p(S/ε) (``log1p_compress``: S clamped at 0 first, so
-FFT round-off can never give NaN) for every path except S0, which is signed and
-compressed as sign(S0)·log1p(|S0|/ε) (finite, odd, no NaN; gradient 0 exactly at
-S0 = 0). ``log_eps=None`` returns S uncompressed.
-
-Calibration rule: **ε = median of S** over the coefficients of a sample of
-training sounds (:func:`calibrate_eps`), so that about half of the coefficients
-fall in the linear and half in the logarithmic regime of log1p. That is the
-paper's own rule ("1e3 ≈ 1/median"; PR #674's median ≈ 4e-3 on a drum, its
-ε = 1e-3). Our normalisation follows PR #674 (same filter normalisation, LP
-peaks and √stride corrections): on 64 FTM drums drawn uniformly in the natural
-parameter domain (``PAPER_FTM``, float32), the median of S is **1.9e-3**
-(per-sound medians 0.8e-3 … 4.4e-3, 10–90 %; S1 alone 4.0e-3), the same order
-as PR #674's ≈ 4e-3 on a stand-in drum (jtfs_spec §7; different sounds, so not
-an exact comparison). The paper's ε = 1e-3 is thus ≈ 0.5 × our median and
-corresponds to ε ≈ 1e-3 here (the plain rule would say 2e-3); 1e-3 stays the
-default. At ``LAPTOP_FTM`` size the median is 1.0e-2 (shorter
-sounds, 32 frames of S1), where the rule would give ε ≈ 1e-2.
-
-Differentiability
------------------
-Pure torch ops, no in-place writes: forward, ``.backward()``,
-``torch.func.jvp``/``jacfwd``/``vjp``/``vmap`` all work, float32 and float64,
-on the input's device (CUDA included). Filters are cached per (settings,
-device, dtype). The two nonlinear steps are ``torch.autograd.Function``s with
-explicit first derivatives (``generate_vmap_rule=True``):
-
-* :class:`_Modulus` (U1 = |x ⋆ ψ1|): d|z| = Re(conj(u) dz), u = z/|z| and 0 at
-  z = 0, so silent inputs give finite (zero) gradients in both modes, where
-  √(re² + im²) would give 0/0;
-* :class:`_ModulusSum` (the global ψ_t paths, Σ_t |H @ Y2| with the
-  frequential matrices H in real block form): its jvp contracts the phase with
-  the tangent over time in one matrix product (no tangent of size n_f·R × T is
-  ever built), which makes ``jacfwd`` several times cheaper than autodiff of
-  the plain expression.
-
-Second derivatives (Hessians, double backward) are **not** supported by these
-two: the phases are treated as constants there. Without grad mode (inference)
-the same values are computed by plain ops, blockwise in time for the matrix
-products (cache-friendly), and no phase is stored.
-
-Implementation notes: the frequential convolutions act on the real/imaginary
-parts stacked ([Re Y2; Im Y2], 2R rows) through real block matrices
-[[Re H, -Im H], [Im H, Re H]], so that Re and Im of the product come out as
-separate contiguous arrays (``hypot`` on those is ~5× faster than complex
-``abs``). Filter entries below 1e-18 × peak are zeroed so that float32 filters
-hold no denormal numbers (slow on x86 CPUs).
+Derivatives
+-----------
+Pure torch ops: forward, ``.backward()``, ``torch.func.jvp``/``jacfwd``/``vjp``/
+``vmap``, float32/float64, CPU/CUDA. The moduli are ``torch.autograd.Function``s
+with explicit first derivatives, 0 at z = 0 (no NaN for silent inputs); second
+derivatives are not provided. :meth:`JTFS.jacobian_columns` (the Jacobian
+stage's hook) pushes all tangents through one pass that shares the primal's
+intermediates, much cheaper than ``torch.func`` over the transform.
 """
 
 from __future__ import annotations
@@ -440,10 +351,10 @@ def _tensors(key: JTFSSettings, plan: _Plan, device: torch.device, dtype: torch.
         # global T: see _global_stack (up = conj(down): the mirror image)
         R = st.n_rows
         Hr, Hi = bank.H_down.real.reshape(-1, R), bank.H_down.imag.reshape(-1, R)
+        Hp = bank.H_phi.real
         t["H2"].append({
-            "phi": real(bank.H_phi.real),
-            "block": real(np.block([[Hr, Hi], [Hr, -Hi], [-Hi, Hr], [Hi, Hr]])),
-            "conj": real(np.concatenate([bank.H_phi.real, Hr, Hi], axis=0)),
+            "block": real(np.block([[Hp, 0 * Hp], [Hr, Hi], [Hr, -Hi], [0 * Hp, Hp], [-Hi, Hr], [Hi, Hr]])),
+            "conj": real(np.concatenate([Hp, Hr, Hi], axis=0)),
         })
         if not plan.global_T:
             H = np.concatenate([bank.H_phi[None], bank.H_up, bank.H_down], axis=0)
@@ -543,14 +454,16 @@ class _PairModulus(torch.autograd.Function):
 
 
 def _block_len(rows: int, n_tan: int) -> int:
-    """Time block (power of two ≥ 64) so that one block of the stack product with its
-    tangents holds ~2^19 numbers: cache-sized intermediates, few Python-level ops."""
-    return 1 << max(6, int(math.log2(max(1, 2**19 // max(1, rows * 2 * (1 + n_tan))))))
+    """Time block (power of two ≥ 64): one block of the stack product holds ~2^17 numbers
+    (L2-resident), with tangents ~2^20 (fewer Python-level ops; measured best)."""
+    target = 2**17 if n_tan == 0 else 2**20
+    return 1 << max(6, int(math.log2(max(1, target // max(1, rows * 2 * (1 + n_tan))))))
 
 
 def _safe_inverse(m: torch.Tensor) -> torch.Tensor:
-    """1/m, and 0 where m = 0 (the phase of 0 is taken as 0)."""
-    return torch.where(m > 0, 1.0 / m.clamp_min(torch.finfo(m.dtype).tiny), 0.0)
+    """1/m with m clamped to the smallest normal number: the phase z·(1/m) of z = 0 is
+    0 (m = 0 only where both parts are exactly 0), and never inf or NaN."""
+    return m.clamp_min(torch.finfo(m.dtype).tiny).reciprocal_()
 
 
 def _global_stack(y2: torch.Tensor, H: dict, R: int, n_k: int, window: tuple,
@@ -560,85 +473,97 @@ def _global_stack(y2: torch.Tensor, H: dict, R: int, n_k: int, window: tuple,
     Parameters
     ----------
     y2 : complex (B, R, L)
-    H : dict of real matrices of the stack: ``phi`` (R, R) = H_φ (real);
-        ``block`` (4 n_k R, 2R) = rows giving [Re Z_up; Re Z_down; Im Z_up; Im Z_down]
-        from [Re Y; Im Y]; ``conj`` ((1 + 2 n_k) R, R) = [H_φ; Re H_down; Im H_down].
+    H : dict of real matrices of the stack, M = (1 + 2 n_k) R rows (φ, up, down):
+        ``block`` (2M, 2R) maps [Re Y; Im Y] to [Re Z; Im Z];
+        ``conj`` (M, R) = [H_φ; Re H_down; Im H_down].
     dy2 : complex (P, B, R, L) or None — tangents of y2
 
     Returns
     -------
-    A (B, (1 + 2 n_k) R) in the order φ, up, down; dA (P, B, same) or None.
+    A (B, M) in the order φ, up, down; dA (P, B, M) or None.
 
-    The primal goes through ``block`` (separate, contiguous real and imaginary
-    planes: the modulus is one fused pass) and ``phi``. Tangents use ``conj``,
-    half the flops per tangent: with H the analytic (down) matrices,
-    H Y = (a − d) + i(b + c) and conj(H) Y = (a + d) + i(b − c), where
-    (a, c) = (Re H, Im H) · Re Y and (b, d) = (Re H, Im H) · Im Y (the reference's
-    up wavelet is the mirror image of down, so its matrix is the conjugate).
-    dA = Σ_t u_r dre + u_i dim with the primal phase u.
+    The primal goes through ``block`` (contiguous real and imaginary planes:
+    the modulus is one fused pass). Tangents use ``conj``, half the flops per
+    tangent: with H the analytic (down) matrices, H Y = (a − d) + i(b + c) and
+    conj(H) Y = (a + d) + i(b − c), where (a, c) = (Re H, Im H) · Re Y and
+    (b, d) = (Re H, Im H) · Im Y (the reference's up wavelet is the mirror image
+    of down, so its matrix is the conjugate); dA = Σ_t u_r dre + u_i dim with the
+    primal phase u.
 
     With grad mode on (autograd, ``torch.func``) plain differentiable ops on the
-    whole window; otherwise time block by time block (cache-sized), the phases
-    living for one block only, all tangents coming out of one matrix product
-    (tangents innermost in its columns) and contracted with the phases by
-    batched matrix-vector products.
+    whole window; otherwise time block by time block, the phases living for one
+    block only, all tangents' products coming out of two matrix products (real
+    and imaginary parts, tangents innermost in the columns) and contracted with
+    the phases by batched matrix products.
     """
     a, b = window
     y = y2[..., a:b]
     B, T = y.shape[0], y.shape[-1]
+    Hb = H["block"]
+    M = Hb.shape[0] // 2
     Rw = n_k * R
-    Hphi, Hw = H["phi"], H["block"]
-
-    def primal(yb):
-        """(re, im) planes of the φ rows and of the wavelet rows (up then down)."""
-        yr, yi = yb.real, yb.imag
-        n = yb.shape[-1]
-        pp = torch.matmul(Hphi, torch.cat([yr, yi], dim=-1))
-        zw = torch.matmul(Hw, torch.cat([yr, yi], dim=-2))
-        return (pp[..., :n], pp[..., n:]), (zw[..., :2 * Rw, :], zw[..., 2 * Rw:, :])
-
+    Ys = torch.cat([y.real, y.imag], dim=-2)                               # (B, 2R, T)
     if dy2 is None and torch.is_grad_enabled():
-        parts = primal(y)
-        return torch.cat([_PairModulus.apply(re, im)[0].sum(dim=-1) for re, im in parts], dim=1), None
+        Z = torch.matmul(Hb, Ys)
+        return _PairModulus.apply(Z[:, :M], Z[:, M:])[0].sum(dim=-1), None
     n_tan = 0 if dy2 is None else dy2.shape[0]
+    total = torch.zeros(B, M, dtype=Ys.dtype, device=Ys.device)
     if n_tan:
-        # (P, B, R, T) complex → (B, R, T, 2, P) real: tangents innermost
-        dyv = torch.view_as_real(dy2[..., a:b]).permute(1, 2, 3, 4, 0).reshape(B, R, 2 * T * n_tan)
+        # (P, B, R, T) complex → real and imaginary (B, R, T·P): tangents innermost
+        dyt = dy2[..., a:b].permute(1, 2, 3, 0)
+        dyv_re = dyt.real.reshape(B, R, T * n_tan)
+        dyv_im = dyt.imag.reshape(B, R, T * n_tan)
         Hc = H["conj"]
-    M = (1 + 2 * n_k) * R
+        dtotal = torch.zeros(B, M, n_tan, dtype=Ys.dtype, device=Ys.device)
+        sign = torch.tensor([1.0, -1.0], dtype=Ys.dtype, device=Ys.device)[:, None]
     Tb = _block_len(M, n_tan)
-    total, dtotal = None, None
     for t0 in range(0, T, Tb):
         t1 = min(T, t0 + Tb)
         n = t1 - t0
-        parts = primal(y[..., t0:t1])
-        mods = [torch.addcmul(re * re, im, im).sqrt_() for re, im in parts]
-        part = torch.cat([m.sum(dim=-1) for m in mods], dim=1)
-        total = part if total is None else total + part
+        Z = torch.matmul(Hb, Ys[..., t0:t1])                               # (B, 2M, n)
+        zr, zi = Z[:, :M], Z[:, M:]
+        m = torch.addcmul(zr * zr, zi, zi).sqrt_()
+        total += m.sum(dim=-1)
         if not n_tan:
             continue
-        # phases, interleaved (t, re/im) like the tangent columns
-        (fr, fi), (zr, zi) = [(re * inv, im * inv) for (re, im), inv in
-                              zip(parts, map(_safe_inverse, mods))]
-        ur, dr, ui, di = zr[..., :Rw, :], zr[..., Rw:, :], zi[..., :Rw, :], zi[..., Rw:, :]
-        dP = torch.matmul(Hc, dyv[..., 2 * n_tan * t0:2 * n_tan * t1]).view(B, M, 2 * n, n_tan)
-        w_phi = torch.stack([fr, fi], dim=-1).flatten(-2)                  # (B, R, 2n)
-        d_phi = torch.matmul(w_phi.unsqueeze(-2), dP[:, :R]).squeeze(-2)    # (B, R, P)
-        # rows (a, b) (Re H · Y) feed up and down with (u_r, u_i); rows (c, d) (Im H · Y)
-        # feed up with (−u_i, u_r) and down with (u_i, −u_r)
-        w_re = torch.stack([torch.stack([ur, ui], -1), torch.stack([dr, di], -1)], dim=2)
-        w_im = torch.stack([torch.stack([-ui, ur], -1), torch.stack([di, -dr], -1)], dim=2)
-        d_w = (torch.matmul(w_re.flatten(-2), dP[:, R:R + Rw])
-               + torch.matmul(w_im.flatten(-2), dP[:, R + Rw:]))              # (B, Rw, 2, P)
-        dpart = torch.cat([d_phi, d_w[:, :, 0], d_w[:, :, 1]], dim=1)        # (B, M, P)
-        dtotal = dpart if dtotal is None else dtotal + dpart
-    return total, (None if dtotal is None else dtotal.permute(2, 0, 1))
+        inv = _safe_inverse(m)
+        ur, ui = zr * inv, zi * inv                                        # phases (B, M, n)
+        dre = torch.matmul(Hc, dyv_re[..., n_tan * t0:n_tan * t1]).view(B, M, n, n_tan)
+        dim = torch.matmul(Hc, dyv_im[..., n_tan * t0:n_tan * t1]).view(B, M, n, n_tan)
+        # φ rows: Σ_t u_r dre + u_i dim
+        dtotal[:, :R] += (torch.matmul(ur[:, :R, None], dre[:, :R])
+                          + torch.matmul(ui[:, :R, None], dim[:, :R]))[:, :, 0]
+        # wavelet rows, phases of (up, down) side by side: (B, Rw, 2, n)
+        wr = ur[:, R:].unflatten(1, (2, Rw)).transpose(1, 2)
+        wi = ui[:, R:].unflatten(1, (2, Rw)).transpose(1, 2)
+        # Re H rows (a, b) feed both spins with (u_r, u_i) ...
+        d_ab = torch.matmul(wr, dre[:, R:R + Rw]) + torch.matmul(wi, dim[:, R:R + Rw])
+        # ... Im H rows (c, d) feed up with (−u_i, u_r) and down with (u_i, −u_r)
+        d_cd = (torch.matmul(wr, dim[:, R + Rw:]) - torch.matmul(wi, dre[:, R + Rw:])) * sign
+        d_w = d_ab + d_cd                                                  # (B, Rw, 2, P)
+        dtotal[:, R:] += d_w.transpose(1, 2).flatten(1, 2)
+    return total, (dtotal.permute(2, 0, 1) if n_tan else None)
 
 
-def _pad_to(z: torch.Tensor, n: int) -> torch.Tensor:
-    """Zero-pad the last axis to n (the negative-frequency bins of a product with an
-    analytic filter at full resolution, which the rfft does not hold)."""
-    return z if z.shape[-1] >= n else nnf.pad(z, (0, n - z.shape[-1]))
+def _second_order(u1_f: list, groups: tuple, st: "_Stack", t: dict) -> torch.Tensor:
+    """Y2 = U1 ⋆ ψ2 at stride 2^k of one stack, (..., R, L), from the rffts of U1.
+
+    Each group's product Û1·ψ̂2 (its first min(L, bins) bins; the rest, negative
+    frequencies of an analytic filter, are 0) is written straight into one
+    spectrum buffer, then one inverse FFT of length L.
+    """
+    filt = [t["psi2"][(st.n2, i)] for i in st.groups]
+    if torch.is_grad_enabled():          # differentiable (no out=): pad and concatenate
+        parts = [u1_f[i][..., :h.shape[-1]] * h for i, h in zip(st.groups, filt)]
+        parts = [p if p.shape[-1] == st.length else nnf.pad(p, (0, st.length - p.shape[-1]))
+                 for p in parts]
+        return torch.fft.ifft(torch.cat(parts, dim=-2), n=st.length, norm="forward")
+    ref = u1_f[st.groups[0]]
+    spec = torch.zeros(*ref.shape[:-2], st.n_rows, st.length, dtype=ref.dtype, device=ref.device)
+    for i, h in zip(st.groups, filt):
+        g = groups[i]
+        torch.mul(u1_f[i][..., :h.shape[-1]], h, out=spec[..., g.start:g.stop, :h.shape[-1]])
+    return torch.fft.ifft(spec, n=st.length, norm="forward")
 
 
 def _lowpass_time(u: torch.Tensor, phi_k: torch.Tensor, L_s: int, i0: int, i1: int) -> torch.Tensor:
@@ -907,12 +832,13 @@ class JTFS(Feature):
         for g, psi in zip(plan.groups, t["psi1"]):
             y = torch.fft.ifft(x_f[:, None, :g.n_bins] * psi, n=g.length, norm="forward")
             if tan:
-                dy = torch.fft.ifft(dx_f[:, :, None, :g.n_bins] * psi, n=g.length, norm="forward")
+                dy = torch.view_as_real(torch.fft.ifft(dx_f[:, :, None, :g.n_bins] * psi, n=g.length,
+                                                       norm="forward"))
                 yr = torch.view_as_real(y)
-                m = torch.linalg.vector_norm(yr, dim=-1)
-                inv = torch.where(m > 0, 1.0 / m.clamp_min(torch.finfo(m.dtype).tiny), 0.0)
-                dyr = torch.view_as_real(dy)
-                dU = (dyr[..., 0] * yr[..., 0] + dyr[..., 1] * yr[..., 1]) * inv
+                m = torch.hypot(yr[..., 0], yr[..., 1])
+                inv = _safe_inverse(m)
+                # d|y| = Re(conj(u) dy), u = y/|y| (0 at y = 0)
+                dU = torch.addcmul(dy[..., 0] * (yr[..., 0] * inv), dy[..., 1], yr[..., 1] * inv)
                 du_f = torch.fft.rfft(dU)
                 du1_f.append(du_f)
                 ds1.append(_lowpass_from_rfft(du_f, t["phi"][g.k], L_s, i0, i1))
@@ -940,8 +866,7 @@ class JTFS(Feature):
             if tan:
                 dz = torch.view_as_real(torch.matmul(t["H1_up"], dS1.to(t["H1_up"].dtype)))
                 zr = torch.view_as_real(z)
-                m = torch.linalg.vector_norm(zr, dim=-1)
-                inv = torch.where(m > 0, 1.0 / m.clamp_min(torch.finfo(m.dtype).tiny), 0.0)
+                inv = _safe_inverse(torch.hypot(zr[..., 0], zr[..., 1]))
                 dm = (dz[..., 0] * zr[..., 0] + dz[..., 1] * zr[..., 1]) * inv
                 dout = (dm * math.sqrt(2.0)).unflatten(2, (n_up, R1))
             blocks.append(("phi_t*psi_f", out, dout))
@@ -949,14 +874,8 @@ class JTFS(Feature):
         # second order: one stack per ψ2
         phi_f, up, down = [], [], []
         for index, st in enumerate(plan.stacks):
-            filt = [t["psi2"][(st.n2, i)] for i in st.groups]
-            parts = [_pad_to(u1_f[i][..., :h.shape[-1]] * h, st.length) for i, h in zip(st.groups, filt)]
-            y2 = torch.fft.ifft(torch.cat(parts, dim=1), n=st.length, norm="forward")  # (B, R, L)
-            dy2 = None
-            if tan:
-                dparts = [_pad_to(du1_f[i][..., :h.shape[-1]] * h, st.length)
-                          for i, h in zip(st.groups, filt)]
-                dy2 = torch.fft.ifft(torch.cat(dparts, dim=2), n=st.length, norm="forward")
+            y2 = _second_order(u1_f, plan.groups, st, t)                    # (B, R, L)
+            dy2 = _second_order(du1_f, plan.groups, st, t) if tan else None  # (P, B, R, L)
             S, dS = self._frequential(y2, st, t, index, L_s, i0, i1, dy2)
             S = S * energy                                                  # (B, n_f, R, frames)
             dS = None if dS is None else dS * energy
@@ -1004,7 +923,9 @@ class JTFS(Feature):
 
 
 def calibrate_eps(S: torch.Tensor) -> float:
-    """The calibration rule for ε in log1p(S/ε): the median of S.
+    """A helper for choosing ε in log1p(S/ε): the median of S (docs/jtfs.md).
+
+    Not a default: both presets use the paper's ε = 1e-3.
 
     Parameters
     ----------

@@ -58,7 +58,8 @@ def _stack_mats(R: int, n_k: int, seed: int = 1):
     Hd = rng.standard_normal((n_k, R, R)) + 1j * rng.standard_normal((n_k, R, R))
     Hphi = rng.standard_normal((R, R))
     Hr, Hi = Hd.real.reshape(-1, R), Hd.imag.reshape(-1, R)
-    mats = {"phi": torch.tensor(Hphi), "block": torch.tensor(np.block([[Hr, Hi], [Hr, -Hi], [-Hi, Hr], [Hi, Hr]])),
+    Z = 0 * Hphi
+    mats = {"block": torch.tensor(np.block([[Hphi, Z], [Hr, Hi], [Hr, -Hi], [Z, Hphi], [-Hi, Hr], [Hi, Hr]])),
             "conj": torch.tensor(np.concatenate([Hphi, Hr, Hi]))}
     return Hd, Hphi, mats
 

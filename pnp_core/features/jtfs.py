@@ -588,7 +588,10 @@ def _lowpass_from_rfft(u_f: torch.Tensor, phi_k: torch.Tensor, L_s: int, i0: int
 
 @FEATURES.register("jtfs")
 class JTFS(Feature):
-    """Joint time–frequency scattering with the paper's path set (module docstring).
+    """Joint time–frequency scattering: the paper's operator (kymatio PR #674), docs/jtfs.md.
+
+    The defaults are the paper's settings except ``n_samples``; the paper's FTM
+    preset is :data:`PAPER_FTM` (K = 20,762).
 
     Parameters
     ----------
@@ -600,7 +603,7 @@ class JTFS(Feature):
         Wavelets per octave, first and second order.
     J_fr : int or None
         Octaves of frequential wavelets; None = the paper's default from the
-        largest stack height R (min(max(⌈log2 R⌉-2, 3), ⌈log2 R⌉), 6 for R=130).
+        largest stack height R (min(max(⌈log2 R⌉-2, 3), ⌈log2 R⌉), 6 for R=131).
     Q_fr : int
         Frequential wavelets per octave.
     F : int
@@ -614,9 +617,13 @@ class JTFS(Feature):
     max_pad_factor, max_pad_factor_fr : int or None
         Padding caps: padded length ≤ 2^(⌈log2 length⌉ + factor); None = no cap.
     include_s0 : bool
-        Prepend the zeroth order (signed).
+        Prepend the zeroth order (signed), as the paper's operator does.
     log_eps : float or None
-        ε of log1p(S/ε) in ``__call__``; None = no compression.
+        ε of log1p(S/ε) in ``__call__``; None = no compression. The paper: 1e-3.
+    trim : bool
+        With T='global' and zero padding, average the ψ_t paths over the input
+        ± 16 envelope standard deviations only: faster, but it drops tails that
+        the reference counts (up to 16 % on a ψ_t path, docs/jtfs.md). Off by default.
     """
 
     def __init__(self, n_samples: int, J: int = 13, Q=(12, 1), J_fr=None, Q_fr: int = 1, F=2,

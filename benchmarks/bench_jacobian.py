@@ -41,7 +41,7 @@ one sound in the same dtype (the target: ≤ 6); ``ratio_to_fwd_batched`` divide
 per-sound forward time at the Jacobian's batch size instead (batching amortises per-call
 overheads, which dominate at laptop size). The reference (kymatio PR #674 JTFS,
 functorch.jacfwd) took ≈ 26.1 s per paper-setting drum on this kind of 2-core CPU
-(jtfs_spec §9): ``speedup_vs_reference`` for the paper rows.
+(measured for this project on a 2-core CPU, float32): ``speedup_vs_reference`` for the paper rows.
 
 The machine may be shared: the 1-minute load average before and after each case is in
 the CSV. The CSV is written atomically.
@@ -59,7 +59,7 @@ import sys
 import time
 from pathlib import Path
 
-REFERENCE_PAPER_SECONDS = 26.1  # pr674 jacfwd per drum, jtfs_spec §9 (2-core CPU, float32)
+REFERENCE_PAPER_SECONDS = 26.1  # PR #674 + functorch.jacfwd per drum (2-core CPU, float32)
 TARGET_RATIO = 6.0
 #: issue #8: the feature part of the Jacobian (5 tangents) ≤ 4 JTFS forwards at paper settings
 FEATURE_TARGET_RATIO = 4.0

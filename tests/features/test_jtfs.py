@@ -314,7 +314,7 @@ def test_gradients_finite(device, kind, kw):
 
 def test_jacfwd_of_jtfs_of_ftm_matches_central_differences():
     # ν = natural parameters (log10 on log-scaled columns); float64; steps small
-    # enough for the high-curvature ω column (jtfs_spec §9), large enough for round-off.
+    # enough for the high-curvature ω column (FD error ~1 % at 1e-5), large enough for round-off.
     n = 2**12
     g = get_synth("ftm", sr=22050, n_samples=n)
     f = JTFS(n, J=6, Q=(8, 1), T="global", include_s0=True, log_eps=1e-3)

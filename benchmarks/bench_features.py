@@ -17,8 +17,9 @@ Implementations (``impl`` column), batch sizes 1 and 8:
   ``torch.func.jacfwd`` at batch 1; at batch 8 ``vmap`` of ``jvp`` over the 5 batch-shared
   tangents (what jacfwd does per sound; jacfwd of the whole batch would push 8 × 5 tangents
   through cross-sample blocks that are zero);
-* ``jtfs_feature_jacobian``: ∂Φ(x)·ẋ_p only (the 5 synth tangents ẋ_p given), vmapped
-  (how ``pnp_core.jacobian`` uses the feature: it computes the synth tangents analytically);
+* ``jtfs_feature_jacobian``: ∂Φ(x)·ẋ_p only (the 5 synth tangents ẋ_p given, from
+  ``torch.func.jvp`` of the synth), through ``JTFS.jacobian_columns`` (the hook the Jacobian
+  stage calls; shares the forward's intermediates);
 * ``kymatio030_scattering1d``: ``ScatteringTorch1D(J, shape=N, Q)`` of kymatio 0.3.0 (time
   scattering only, its own 'array' output) on the same x, under ``torch.no_grad``.
 
@@ -109,7 +110,7 @@ def run_case(case: dict) -> dict:
     else:
         f = J.JTFS(**settings)
         n_coef = f.n_coefficients
-        J._tensors(f._key, f.plan, x.device, dtype)              # filters: not part of the call
+        J._tensors(f.settings, f.plan, x.device, dtype)          # filters: not part of the call
         basis = torch.eye(5, dtype=dtype)[:, None, :].expand(5, case["batch"], 5).contiguous()
         F = lambda th: f(g(th))                                   # noqa: E731
 
@@ -128,10 +129,11 @@ def run_case(case: dict) -> dict:
                 def call():
                     torch.func.vmap(lambda v: torch.func.jvp(F, (theta,), (v,))[1])(basis)
         elif impl == "jtfs_feature_jacobian":
-            dx = torch.func.vmap(lambda v: torch.func.jvp(g, (theta,), (v,))[1])(basis)
+            dx = torch.stack([torch.func.jvp(g, (theta,), (v,))[1] for v in basis]).detach()
+            x = x.detach()
 
             def call():
-                torch.func.vmap(lambda d: torch.func.jvp(f, (x,), (d,))[1])(dx)
+                f.jacobian_columns(x, dx)
         else:
             raise ValueError(impl)
 
@@ -181,7 +183,12 @@ def run_calibration(n_sounds: int = 64) -> list[dict]:
 # parent: the grid of cases, one child each
 # ---------------------------------------------------------------------------
 
-def cases(quick: bool) -> list[dict]:
+def cases(quick: bool, impls: list[str] | None = None) -> list[dict]:
+    out = _cases(quick)
+    return out if not impls else [c for c in out if c["impl"] in impls]
+
+
+def _cases(quick: bool) -> list[dict]:
     out = []
     settings = ["laptop_ftm"] + ["paper_ftm"]
     for s in settings:
@@ -193,8 +200,9 @@ def cases(quick: bool) -> list[dict]:
                 for impl in ("jtfs_jacobian_jvp_loop", "jtfs_jacobian_jacfwd"):
                     out.append(dict(impl=impl, settings=s, batch=batch, dtype=dtype,
                                     repeats=3, budget_s=60 if paper else 20))
-            out.append(dict(impl="jtfs_feature_jacobian", settings=s, batch=batch, dtype="float32",
-                            repeats=3, budget_s=60))
+            for dtype in ("float32", "float64"):
+                out.append(dict(impl="jtfs_feature_jacobian", settings=s, batch=batch, dtype=dtype,
+                                repeats=3, budget_s=60))
             out.append(dict(impl="kymatio030_scattering1d", settings=s, batch=batch, dtype="float32",
                             repeats=5, budget_s=60))
     return out
@@ -221,6 +229,7 @@ def summarize(df) -> None:
             fwd = get("jtfs_forward", s, b)
             scat = get("kymatio030_scattering1d", s, b)
             jac = min(get("jtfs_jacobian_jvp_loop", s, b), get("jtfs_jacobian_jacfwd", s, b))
+            feat64 = get("jtfs_feature_jacobian", s, b, "float64")
             feat = get("jtfs_feature_jacobian", s, b)
             print(f"  {s} B={b}: JTFS/Scattering1D = {fwd / scat:.2f} (≤ 2), "
                   f"Jacobian/forward = {jac / fwd:.2f} (≤ 6; feature part only {feat / fwd:.2f}), "
@@ -230,7 +239,8 @@ def summarize(df) -> None:
             if fwd64 == fwd64:
                 jac64 = min(get("jtfs_jacobian_jvp_loop", s, b, "float64"),
                             get("jtfs_jacobian_jacfwd", s, b, "float64"))
-                print(f"  {s} B={b} float64: Jacobian/forward = {jac64 / fwd64:.2f}")
+                print(f"  {s} B={b} float64: Jacobian/forward = {jac64 / fwd64:.2f}; "
+                      f"feature part (jacobian_columns, 5 tangents) / forward = {feat64 / fwd64:.2f} (≤ 4)")
 
 
 def main(argv=None) -> None:
@@ -238,6 +248,8 @@ def main(argv=None) -> None:
     parser.add_argument("--quick", action="store_true", help="fewer rows (paper: batch 1, float32)")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--out", default=str(REPO / "results/benchmarks/features.csv"))
+    parser.add_argument("--impl", action="append", default=None,
+                        help="only these implementations (repeatable), e.g. --impl jtfs_forward")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--calibrate-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -254,7 +266,7 @@ def main(argv=None) -> None:
     from pnp_core.io import atomic_path
 
     rows = []
-    for case in cases(args.quick):
+    for case in cases(args.quick, args.impl):
         case["threads"] = args.threads
         t0 = time.perf_counter()
         row = json.loads(spawn(["--child", json.dumps(case)]))
@@ -269,7 +281,7 @@ def main(argv=None) -> None:
     print(f"\nwrote {out}")
     print(df.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     summarize(df)
-    if not args.quick:
+    if not args.quick and not args.impl:
         cal = pd.DataFrame(json.loads(spawn(["--calibrate-child"])))
         with atomic_path(out.parent / "jtfs_eps_calibration.csv") as tmp:
             cal.to_csv(tmp, index=False, float_format="%.6g")

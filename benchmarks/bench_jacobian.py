@@ -31,12 +31,17 @@ minus its resident size before the loop (the synth, the JTFS filters, the warm-u
 caches); on CUDA it is torch.cuda.max_memory_allocated minus the allocated memory before.
 ``peak_rss_mb`` is the child's absolute high-water mark (ru_maxrss) over its whole life.
 
+Feature part: ``feature_jac_seconds_per_sample`` times ``feature.jacobian_columns(x, dx)`` alone
+(one sound per call, best of 3), with the P synth tangents dx computed once beforehand by
+``torch.func.jvp`` of the synth; ``feature_jac_ratio_to_fwd_b1`` divides it by the forward of
+one sound in the same dtype (issue #8's target: ≤ 4 at paper settings, float64).
+
 Ratios: ``ratio_to_fwd_b1`` = Jacobian seconds per sample / seconds of one JTFS forward of
 one sound in the same dtype (the target: ≤ 6); ``ratio_to_fwd_batched`` divides by the
 per-sound forward time at the Jacobian's batch size instead (batching amortises per-call
 overheads, which dominate at laptop size). The reference (kymatio PR #674 JTFS,
 functorch.jacfwd) took ≈ 26.1 s per paper-setting drum on this kind of 2-core CPU
-(jtfs_spec §9): ``speedup_vs_reference`` for the paper rows.
+(measured for this project on a 2-core CPU, float32): ``speedup_vs_reference`` for the paper rows.
 
 The machine may be shared: the 1-minute load average before and after each case is in
 the CSV. The CSV is written atomically.
@@ -54,11 +59,13 @@ import sys
 import time
 from pathlib import Path
 
-REFERENCE_PAPER_SECONDS = 26.1  # pr674 jacfwd per drum, jtfs_spec §9 (2-core CPU, float32)
+REFERENCE_PAPER_SECONDS = 26.1  # PR #674 + functorch.jacfwd per drum (2-core CPU, float32)
 TARGET_RATIO = 6.0
+#: issue #8: the feature part of the Jacobian (5 tangents) ≤ 4 JTFS forwards at paper settings
+FEATURE_TARGET_RATIO = 4.0
 
-JTFS_LAPTOP = dict(J=8, Q=[12, 1], Q_fr=1, F=2, T="global", log_eps=1e-3)
-JTFS_PAPER = dict(J=13, Q=[12, 1], Q_fr=1, F=2, T="global", log_eps=1e-3)
+JTFS_LAPTOP = dict(J=8, Q=[12, 1], Q_fr=1, F=2, T="global", include_s0=True, log_eps=1e-3)
+JTFS_PAPER = dict(J=13, Q=[12, 1], Q_fr=1, F=2, T="global", include_s0=True, log_eps=1e-3)
 SETTINGS = {
     "laptop": dict(synth="ftm", synth_settings=dict(sr=22050, n_samples=8192),
                    feature_settings=JTFS_LAPTOP),
@@ -158,6 +165,23 @@ def run_case(case: dict) -> dict:
             fwd_b1 = per_sound(x, 1)
         fwd_b1_32 = per_sound(x32, 1)
         fwd_batched = per_sound(x, B)
+
+    # the feature part alone: Feature.jacobian_columns(x, dx) for the P synth tangents,
+    # dx from autodiff of the synth (torch.func.jvp), one sound per call
+    th = theta.to(device=device, dtype=dtype)
+    eye = torch.eye(len(synth.space), dtype=dtype, device=device)
+    dx = torch.stack([torch.func.jvp(synth, (th,), (e.expand_as(th),))[1] for e in eye]).detach()
+    xd = x.detach()
+    feature.jacobian_columns(xd[:1], dx[:, :1])  # warm-up
+    feat_runs = []
+    for _ in range(3):
+        sync()
+        t = time.perf_counter()
+        for s in range(n):
+            feature.jacobian_columns(xd[s:s + 1], dx[:, s:s + 1])
+        sync()
+        feat_runs.append((time.perf_counter() - t) / n)
+    feat_jac = float(min(feat_runs))
     load1 = os.getloadavg()[0]
 
     import resource
@@ -184,6 +208,9 @@ def run_case(case: dict) -> dict:
         "ratio_to_fwd_b1": round(per_sample / fwd_b1, 2),
         "ratio_to_fwd_b1_float32": round(per_sample / fwd_b1_32, 2),
         "ratio_to_fwd_batched": round(per_sample / fwd_batched, 2),
+        "feature_jac_seconds_per_sample": round(feat_jac, 4),
+        "feature_jac_ratio_to_fwd_b1": round(feat_jac / fwd_b1, 2),
+        "feature_target_ratio": FEATURE_TARGET_RATIO,
         "target_ratio": TARGET_RATIO,
         "meets_target": bool(per_sample / fwd_b1 <= TARGET_RATIO),
         "reference_seconds_per_sample": REFERENCE_PAPER_SECONDS if case["setting"] == "paper" else None,
@@ -245,7 +272,9 @@ def main(argv=None) -> int:
               f"{row['jac_peak_mem_mb']} MB; JTFS forward {row['fwd_seconds_b1']:.3f} s "
               f"(float32 {row['fwd_seconds_b1_float32']:.3f} s, batched "
               f"{row['fwd_seconds_per_sample_batched']:.3f} s/sound) → ratio "
-              f"{row['ratio_to_fwd_b1']} (batched {row['ratio_to_fwd_batched']}); "
+              f"{row['ratio_to_fwd_b1']} (batched {row['ratio_to_fwd_batched']}); feature part "
+              f"{row['feature_jac_seconds_per_sample']:.3f} s = {row['feature_jac_ratio_to_fwd_b1']}× "
+              f"forward; "
               f"load {row['load_avg_start']}→{row['load_avg_end']}", flush=True)
     out = Path(args.out)
     with atomic_path(out) as tmp:

@@ -1,131 +1,42 @@
-"""Joint time–frequency scattering (JTFS), ours, with the paper's semantics.
+"""Joint time–frequency scattering (JTFS): the paper's operator, in pure torch.
 
 Han, Lostanlen & Lagrange (TASLP 2024) use the JTFS of kymatio PR #674
-(``TimeFrequencyScattering1D`` with ``average_global=True``); this module
-re-implements those semantics in pure torch on top of kymatio 0.3.0's filter
-*designs* (see :mod:`pnp_core.features.filterbank` and
-``/work/shared/reference/jtfs_spec.md`` §7, §11).
+(``TimeFrequencyScattering1D`` with ``average_global = True``). This module
+computes the same coefficients (same filters, paths, order, spin names, energy
+corrections: K = 20,762 at the paper's FTM setting, per-path relative error
+≤ 5e-5 against the reference, ``tests/features/test_jtfs_reference.py``) with
+its own engine; the filter design is :mod:`pnp_core.features.filterbank`.
+``docs/jtfs.md`` is the full description: settings, design, measured
+deviations, speed, ε.
 
-Transform
----------
-x (B, N) is padded to N_pad = 2^J_pad ('zero' or 'reflect'). With ψ1 the
-analytic Morlets (Q1 per octave, scales up to 2^J), ψ2 (Q2 per octave), φ_T
-the time lowpass, ψ_fr± the frequential Morlets along the first-order index n1
-(0 = highest frequency; spin +1 = "up" responds to rising chirps) and φ_F the
-frequential lowpass of width F:
+Paths, in output order (flat vector = paths concatenated, rows × frames each)
+--------------------------------------------------------------------------------
+``S0`` x ⋆ φ_T (signed); ``S1`` U1 ⋆ φ_T with U1 = |x ⋆ ψ1|; ``phi_t*phi_f`` and
+``phi_t*psi_f`` (spin up only, ×√2): S1 (all first-order rows) convolved along
+the first-order index n1 by φ_F / ψ_fr, the rows of the largest second-order
+stack kept; ``psi_t*phi_f``, ``psi_t*psi_f_up``, ``psi_t*psi_f_down``:
+|Y2 ⋆_n1 (φ_F, ψ_fr)| averaged in time, Y2[n2](n1, t) = (U1[n1] ⋆ ψ2_n2)(t) over
+the rows n1 with j1 < j2. Spin names are the reference's: *down* is the analytic
+frequential wavelet and a rising chirp lands there.
 
-* ``S0``           x ⋆ φ_T (signed; optional),
-* ``S1``           U1 ⋆ φ_T, U1[n1] = |x ⋆ ψ1_n1|, all n1,
-* ``phi_t*phi_f``  S1 ⋆_n1 φ_F,
-* ``phi_t*psi_f``  √2 |S1 ⋆_n1 ψ_fr+| (spin up only: S1 is real, so spin down
-  is its mirror image; √2 keeps the energy),
-* ``psi_t*phi_f``  |Y2 ⋆_n1 φ_F| averaged in time,
-* ``psi_t*psi_f_up`` / ``_down``  |Y2 ⋆_n1 ψ_fr±| averaged in time,
+Engine
+------
+Time convolutions are products of DFTs at the stride 2^min(j, log2 T) of each
+filter; the frequential stage (pad → convolve → keep rows, never subsampled)
+is linear in the rows and precomputed as matrices. With ``T='global'`` the ψ_t
+paths are the mean of the modulus over the padded time axis, computed block by
+block in time; spin up and down share one real matrix product (up is the
+mirror image of down, so its matrix is the conjugate). ``trim=True`` averages
+over a window around the input only (faster, documented error; off by default).
 
-with Y2[n2](n1, t) = (U1[n1] ⋆ ψ2_n2)(t) stacked over the R(n2) rows n1 with
-j1 < j2 (R = 14, 26, …, 122, 130 for the paper). The φ_t stack holds the rows
-of the largest second-order stack (130), as in the paper.
-
-* Subsampling: time convolutions are products of DFTs; U1 is computed at
-  stride 2^min(j1, s) and Y2 at 2^min(j2, s), with s = log2 T and j the max
-  alias-free subsampling |ξ| + 5σ < 2^-(j+1). Lower-resolution filters are
-  **sum** folds (DC gain kept, unlike kymatio 0.3.0).
-* Frequency: each stack is padded to its own power of two (2^⌈log2 R⌉, one
-  extra octave at most with ``max_pad_factor_fr=1``) and never subsampled
-  (the paper: ``average_fr=False``, aligned), so every path keeps all R rows.
-  Pad → convolve → unpad is linear in the R rows, so it is precomputed as one
-  R×R matrix per filter and applied as a batched matrix product (exactly the
-  padded FFT convolution, but much faster for R ≤ 130). Wavelets wider than
-  the stack (2σ0/σ > R) are excluded, which gives the paper's 4, 5, 5, 6, 6,
-  6, 6, 7, 7, 7, 7 wavelets per stack.
-* Time averaging: S0, S1 and the φ_t paths are averaged by φ_T and sampled
-  at stride T (T = 2^J when ``T='global'``), then unpadded. The ψ_t paths are
-  averaged by φ_T likewise when T is an int; with ``T='global'`` they are the
-  **mean over the padded time axis** (the paper's ``average_global``). With zero
-  padding the sum runs only over the window where Y2 is non-negligible (the
-  input ± 16 Gaussian-envelope standard deviations of the widest ψ1 of the
-  stack and of ψ2) and is divided by the full padded length ("trim padded
-  time axes"): 0.58 of the untrimmed frequential work at the paper setting
-  (−25 % time for the forward and the Jacobian). What it drops are the small tails
-  that the analytic filters' kinks (at ω = 0 and Nyquist) spread from the
-  input's edges into the zero padding: at the paper setting S changes by
-  6e-5 relative L2 (8 FTM drums, whose attack sits at the left edge), and
-  log1p(S/1e-3) by at most 0.025 on single coefficients (6e-4 relative L2).
-  ``T='global'`` with a sound in the middle of the input makes the ψ_t paths
-  time-shift invariant; S1 and the φ_t paths keep N/2^J frames, as in the
-  paper.
-* Energy corrections as in the paper: every output × √(2^s) (time stride
-  2^s, s = J for ``'global'``), spin-up φ_t paths × √2.
-* Normalisation 'l1-energy': filters L1-normalised, then each wavelet bank
-  rescaled so its Littlewood–Paley sum peaks at 2 (ψ1, ψ2, analytic) or 1
-  (ψ_fr, up + down).
-
-Size K (the paper's FTM setting ``PAPER_FTM``: N = 2^16, J = 13, Q = (12, 1),
-J_fr = 6 (default), Q_fr = 1, F = 2, T = 'global', zero padding,
-``max_pad_factor = max_pad_factor_fr = 1``, S0 included)
---------------------------------------------------------------------------
-S0 1 + S1 136·8 = 1088 + φ_tφ_f 130·8 = 1040 + φ_tψ_f 7·130·8 = 7280
-+ ψ_tφ_f 810 + up 5228 + down 5228 = **K = 20,675** (without S0: 20,674);
-the paper's JTFS gives 20,762. The 87 missing coefficients all come from one
-first-order wavelet: kymatio 0.3.0's time filter design (ξ_max = 0.457,
-α = 5) yields 136 ψ1 (stack heights 14, 26, …, 122, **130**), PR #674's own
-design (ξ_max = 0.486, α = 4) yields 137 (…, 122, 131): 8 + 8 + 56 fewer φ_t
-coefficients and 1 + 7 + 7 fewer ψ_t ones. The brief mandates 0.3.0's designs,
-so we keep 136. Every other count (paths, frames, stacks, wavelets per stack)
-matches the paper. AM/FM (N = 2^15): S1 keeps 4 frames, K = 1 + 544 + 520 +
-3640 + 810 + 5228 + 5228 = 15,971. Laptop (``LAPTOP_FTM``, N = 2^13, J = 8: 76 ψ1,
-stacks of 14 … 70 rows, J_fr = 5, 32 frames): 1 + 2432 + 2240 + 13,440 + 260 + 1468
-+ 1468 = 21,309 (more than the paper's because S1 keeps N/2^J = 32 frames).
-
-Log compression and ε
----------------------
-``__call__`` returns log1p(S/ε) (``log1p_compress``: S clamped at 0 first, so
-FFT round-off can never give NaN) for every path except S0, which is signed and
-compressed as sign(S0)·log1p(|S0|/ε) (finite, odd, no NaN; gradient 0 exactly at
-S0 = 0). ``log_eps=None`` returns S uncompressed.
-
-Calibration rule: **ε = median of S** over the coefficients of a sample of
-training sounds (:func:`calibrate_eps`), so that about half of the coefficients
-fall in the linear and half in the logarithmic regime of log1p. That is the
-paper's own rule ("1e3 ≈ 1/median"; PR #674's median ≈ 4e-3 on a drum, its
-ε = 1e-3). Our normalisation follows PR #674 (same filter normalisation, LP
-peaks and √stride corrections): on 64 FTM drums drawn uniformly in the natural
-parameter domain (``PAPER_FTM``, float32), the median of S is **1.9e-3**
-(per-sound medians 0.8e-3 … 4.4e-3, 10–90 %; S1 alone 4.0e-3), the same order
-as PR #674's ≈ 4e-3 on a stand-in drum (jtfs_spec §7; different sounds, so not
-an exact comparison). The paper's ε = 1e-3 is thus ≈ 0.5 × our median and
-corresponds to ε ≈ 1e-3 here (the plain rule would say 2e-3); 1e-3 stays the
-default. At ``LAPTOP_FTM`` size the median is 1.0e-2 (shorter
-sounds, 32 frames of S1), where the rule would give ε ≈ 1e-2.
-
-Differentiability
------------------
-Pure torch ops, no in-place writes: forward, ``.backward()``,
-``torch.func.jvp``/``jacfwd``/``vjp``/``vmap`` all work, float32 and float64,
-on the input's device (CUDA included). Filters are cached per (settings,
-device, dtype). The two nonlinear steps are ``torch.autograd.Function``s with
-explicit first derivatives (``generate_vmap_rule=True``):
-
-* :class:`_Modulus` (U1 = |x ⋆ ψ1|): d|z| = Re(conj(u) dz), u = z/|z| and 0 at
-  z = 0, so silent inputs give finite (zero) gradients in both modes, where
-  √(re² + im²) would give 0/0;
-* :class:`_ModulusSum` (the global ψ_t paths, Σ_t |H @ Y2| with the
-  frequential matrices H in real block form): its jvp contracts the phase with
-  the tangent over time in one matrix product (no tangent of size n_f·R × T is
-  ever built), which makes ``jacfwd`` several times cheaper than autodiff of
-  the plain expression.
-
-Second derivatives (Hessians, double backward) are **not** supported by these
-two: the phases are treated as constants there. Without grad mode (inference)
-the same values are computed by plain ops, blockwise in time for the matrix
-products (cache-friendly), and no phase is stored.
-
-Implementation notes: the frequential convolutions act on the real/imaginary
-parts stacked ([Re Y2; Im Y2], 2R rows) through real block matrices
-[[Re H, -Im H], [Im H, Re H]], so that Re and Im of the product come out as
-separate contiguous arrays (``hypot`` on those is ~5× faster than complex
-``abs``). Filter entries below 1e-18 × peak are zeroed so that float32 filters
-hold no denormal numbers (slow on x86 CPUs).
+Derivatives
+-----------
+Pure torch ops: forward, ``.backward()``, ``torch.func.jvp``/``jacfwd``/``vjp``/
+``vmap``, float32/float64, CPU/CUDA. The moduli are ``torch.autograd.Function``s
+with explicit first derivatives, 0 at z = 0 (no NaN for silent inputs); second
+derivatives are not provided. :meth:`JTFS.jacobian_columns` (the Jacobian
+stage's hook) pushes all tangents through one pass that shares the primal's
+intermediates, much cheaper than ``torch.func`` over the transform.
 """
 
 from __future__ import annotations
@@ -167,13 +78,66 @@ _CHUNK_ELEMENTS = 2**22
 # ---------------------------------------------------------------------------
 
 @dataclass(frozen=True)
+class JTFSSettings:
+    """Validated, normalised JTFS settings: the key of every filter cache.
+
+    Frozen (hashable): the plan (NumPy filters) is cached per settings, the
+    torch tensors per (settings, device, dtype). Build it with
+    :meth:`from_kwargs`, which checks the values and names the offending key.
+    """
+    n_samples: int
+    J: int
+    Q: tuple
+    J_fr: int | None
+    Q_fr: int
+    F: int
+    T: int | str
+    pad_mode: str
+    pad_mode_fr: str
+    max_pad_factor: int | None
+    max_pad_factor_fr: int | None
+    include_s0: bool
+
+    @classmethod
+    def from_kwargs(cls, n_samples, J, Q, J_fr, Q_fr, F, T, pad_mode, pad_mode_fr, max_pad_factor,
+                    max_pad_factor_fr, include_s0) -> "JTFSSettings":
+        if isinstance(Q, int):
+            Q = (Q, 1)
+        Q = tuple(int(q) for q in Q)
+        if len(Q) != 2 or min(Q) < 1:
+            raise ValueError(f"jtfs: Q must be (Q1, Q2) with Q ≥ 1, got {Q}")
+        if int(n_samples) < 8:
+            raise ValueError(f"jtfs: n_samples must be ≥ 8, got {n_samples}")
+        if int(J) < 1 or 2**int(J) > int(n_samples):
+            raise ValueError(f"jtfs: need 1 ≤ J ≤ log2(n_samples), got J={J}, n_samples={n_samples}")
+        if T != "global" and (isinstance(T, str) or int(T) < 1 or int(T) > int(n_samples)):
+            raise ValueError(f"jtfs: T must be 'global' or an int in [1, n_samples], got {T!r}")
+        if int(F) < 1:
+            raise ValueError(f"jtfs: F must be an int ≥ 1, got {F}")
+        if int(Q_fr) < 1:
+            raise ValueError(f"jtfs: Q_fr must be ≥ 1, got {Q_fr}")
+        for key, mode in (("pad_mode", pad_mode), ("pad_mode_fr", pad_mode_fr)):
+            if mode not in ("zero", "reflect"):
+                raise ValueError(f"jtfs: {key} must be 'zero' or 'reflect', got {mode!r}")
+        for key, v in (("max_pad_factor", max_pad_factor), ("max_pad_factor_fr", max_pad_factor_fr)):
+            if v is not None and int(v) < 0:
+                raise ValueError(f"jtfs: {key} must be None or ≥ 0, got {v}")
+        if J_fr is not None and int(J_fr) < 0:
+            raise ValueError(f"jtfs: J_fr must be None or ≥ 0, got {J_fr}")
+        return cls(int(n_samples), int(J), Q, None if J_fr is None else int(J_fr), int(Q_fr), int(F),
+                   "global" if T == "global" else int(T), pad_mode, pad_mode_fr,
+                   None if max_pad_factor is None else int(max_pad_factor),
+                   None if max_pad_factor_fr is None else int(max_pad_factor_fr), bool(include_s0))
+
+
+@dataclass(frozen=True)
 class _Group:
     """First-order rows n1 ∈ [start, stop) sharing j1, computed at stride 2^k."""
     j1: int
     k: int
     start: int
     stop: int
-    n_bins: int        # positive-frequency bins of ψ1 kept (band limit 2^-(j1+1))
+    n_bins: int        # bins of x̂ ⋅ ψ̂1 kept: the first length (folded as aliases), Nyquist incl.
     length: int        # N_pad / 2^k
 
 
@@ -185,7 +149,6 @@ class _Stack:
     k: int             # time stride 2^k of Y2
     n_rows: int
     groups: tuple      # indices into plan.groups with j1 < j2
-    n_bins: int        # bins of ψ2 kept (band limit 2^-(j2+1))
     length: int        # N_pad / 2^k
     window: tuple      # (a, b): frames averaged when T='global'
     fbank: fb.FrequentialBank
@@ -217,46 +180,13 @@ class _Plan:
     phi: np.ndarray                 # (N_pad,) lowpass φ_T
     groups: tuple
     stacks: tuple
-    rows_phi_t: int                 # R of the φ_t stack
-    fbank1: fb.FrequentialBank | None
+    rows_phi_t: int                 # rows kept on the φ_t paths (largest stack)
+    fbank1: fb.FrequentialBank
+    fdesign: fb.FrequentialDesign
     J_fr: int
-    xi_fr: tuple
-    sigma_fr: tuple
-    j_fr: tuple
     n_frames: int
     frame_start: int
     paths: tuple
-
-
-def _check_settings(n_samples, J, Q, J_fr, Q_fr, F, T, pad_mode, pad_mode_fr, max_pad_factor,
-                    max_pad_factor_fr):
-    if isinstance(Q, int):
-        Q = (Q, 1)
-    Q = tuple(int(q) for q in Q)
-    if len(Q) != 2 or min(Q) < 1:
-        raise ValueError(f"jtfs: Q must be (Q1, Q2) with Q ≥ 1, got {Q}")
-    if int(n_samples) < 8:
-        raise ValueError(f"jtfs: n_samples must be ≥ 8, got {n_samples}")
-    if int(J) < 1 or 2**int(J) > int(n_samples):
-        raise ValueError(f"jtfs: need 1 ≤ J ≤ log2(n_samples), got J={J}, n_samples={n_samples}")
-    if T != "global" and (isinstance(T, str) or int(T) < 1 or int(T) > int(n_samples)):
-        raise ValueError(f"jtfs: T must be 'global' or an int in [1, n_samples], got {T!r}")
-    if int(F) < 1:
-        raise ValueError(f"jtfs: F must be an int ≥ 1, got {F}")
-    if int(Q_fr) < 1:
-        raise ValueError(f"jtfs: Q_fr must be ≥ 1, got {Q_fr}")
-    for key, mode in (("pad_mode", pad_mode), ("pad_mode_fr", pad_mode_fr)):
-        if mode not in ("zero", "reflect"):
-            raise ValueError(f"jtfs: {key} must be 'zero' or 'reflect', got {mode!r}")
-    for key, v in (("max_pad_factor", max_pad_factor), ("max_pad_factor_fr", max_pad_factor_fr)):
-        if v is not None and int(v) < 0:
-            raise ValueError(f"jtfs: {key} must be None or ≥ 0, got {v}")
-    if J_fr is not None and int(J_fr) < 0:
-        raise ValueError(f"jtfs: J_fr must be None or ≥ 0, got {J_fr}")
-    return (int(n_samples), int(J), Q, None if J_fr is None else int(J_fr), int(Q_fr), int(F),
-            "global" if T == "global" else int(T), pad_mode, pad_mode_fr,
-            None if max_pad_factor is None else int(max_pad_factor),
-            None if max_pad_factor_fr is None else int(max_pad_factor_fr))
 
 
 def _first_order_groups(psi1: fb.WaveletBank, log2_T: int, N_pad: int) -> tuple:
@@ -268,7 +198,8 @@ def _first_order_groups(psi1: fb.WaveletBank, log2_T: int, N_pad: int) -> tuple:
             stop += 1
         j1 = js[start]
         k = min(j1, log2_T)
-        groups.append(_Group(j1, k, start, stop, N_pad // 2 ** (j1 + 1), N_pad // 2**k))
+        length = N_pad // 2**k
+        groups.append(_Group(j1, k, start, stop, min(length, N_pad // 2 + 1), length))
         start = stop
     if any(g2.j1 < g1.j1 for g1, g2 in zip(groups, groups[1:])):
         raise AssertionError("first-order j1 must be non-decreasing in n1")
@@ -290,35 +221,38 @@ def _window(pad: fb.TimePadding, margin: int, k: int, length: int) -> tuple:
 
 
 @lru_cache(maxsize=16)
-def _make_plan(n_samples, J, Q, J_fr, Q_fr, F, T, pad_mode, pad_mode_fr, max_pad_factor,
-               max_pad_factor_fr, include_s0) -> _Plan:
-    global_T = T == "global"
-    log2_T = J if global_T else int(math.floor(math.log2(T)))
-    pad = fb.time_padding(n_samples, log2_T, J, max_pad_factor)
-    N_pad = pad.N_pad
-    psi1 = fb.time_wavelets(N_pad, J, Q[0])
-    psi2 = fb.time_wavelets(N_pad, J, Q[1])
-    phi = fb.lowpass(N_pad, 2**log2_T)
-    groups = _first_order_groups(psi1, log2_T, N_pad)
-    trim = global_T and pad_mode == "zero"
+def _make_plan(st: JTFSSettings, trim: bool = True) -> _Plan:
+    """Filters, stacks and output layout of one setting (NumPy, cached).
 
-    # second-order stacks and the frequential filter design
+    ``trim``: with T='global' and zero padding, average the ψ_t paths over the
+    window where Y2 is non-negligible only (see docs/jtfs.md).
+    """
+    global_T = st.T == "global"
+    log2_T = st.J if global_T else int(math.floor(math.log2(st.T)))
+    pad = fb.time_padding(st.n_samples, log2_T, st.J, st.max_pad_factor)
+    N_pad = pad.N_pad
+    phi = fb.lowpass(N_pad, 2**log2_T)
+    # the reference puts |φ̂|² in the time LP sum when log2 T ≥ J
+    lp_phi = phi if log2_T >= st.J else None
+    psi1 = fb.time_wavelets(N_pad, st.J, st.Q[0], lp_phi)
+    psi2 = fb.time_wavelets(N_pad, st.J, st.Q[1], lp_phi)
+    groups = _first_order_groups(psi1, log2_T, N_pad)
+    trim = trim and global_T and st.pad_mode == "zero"
+
+    # second-order stacks: rows n1 with j1 < j2
     raw = []
     for n2, j2 in enumerate(psi2.j):
         g_idx = tuple(i for i, g in enumerate(groups) if g.j1 < j2)
         if g_idx:
             raw.append((n2, j2, g_idx, groups[g_idx[-1]].stop))
-    rows_max = max((r[3] for r in raw), default=len(psi1.xi))
-    J_fr = fb.default_J_fr(rows_max) if J_fr is None else J_fr
-    xi_fr, sigma_fr, j_fr = fb.frequential_params(J_fr, Q_fr)
-    L_max = fb.frequential_pad_length(rows_max, [], max_pad_factor_fr) * 2
-    lp_fr = fb.frequential_lp_scale(max(L_max, 64), xi_fr, sigma_fr)
-    fbanks = {}
-
-    def bank(R):
-        if R not in fbanks:
-            fbanks[R] = fb.frequential_bank(R, xi_fr, sigma_fr, F, max_pad_factor_fr, pad_mode_fr, lp_fr)
-        return fbanks[R]
+    if not raw:
+        raise ValueError(f"jtfs: J={st.J}, Q={st.Q} gives no second-order path; increase J")
+    rows_max = max(r[3] for r in raw)
+    J_fr = fb.default_J_fr(rows_max) if st.J_fr is None else st.J_fr
+    scale_max = int(math.ceil(math.log2(rows_max)))
+    L_of = {R: 2 ** fb.frequential_pad_log2(R, scale_max, J_fr, st.Q_fr, st.F, st.max_pad_factor_fr)
+            for R in {r[3] for r in raw}}
+    design = fb.frequential_design([(R, L_of[R]) for R in L_of], J_fr, st.Q_fr, st.F)
 
     stacks = []
     for n2, j2, g_idx, R in raw:
@@ -329,34 +263,39 @@ def _make_plan(n_samples, J, Q, J_fr, Q_fr, F, T, pad_mode, pad_mode_fr, max_pad
             window = _window(pad, int(math.ceil(margin)), k, length)
         else:
             window = (0, length)
-        stacks.append(_Stack(n2, j2, k, R, g_idx, N_pad // 2 ** (j2 + 1), length, window, bank(R)))
+        fbank = fb.frequential_bank(design, L_of[R], R, R, R, st.pad_mode_fr)
+        stacks.append(_Stack(n2, j2, k, R, g_idx, length, window, fbank))
+    # φ_t stack: every first-order row, padded like the largest stack, the
+    # rows of the largest stack kept (the reference)
     rows_phi_t = rows_max
-    fbank1 = bank(rows_phi_t)
+    fbank1 = fb.frequential_bank(design, L_of[rows_max], len(psi1.xi), rows_phi_t, rows_max,
+                                 st.pad_mode_fr)
 
     n_frames = pad.ind_end[log2_T] - pad.ind_start[log2_T]
     frames_psi_t = 1 if global_T else n_frames
     paths = []
     n1_all = tuple(range(len(psi1.xi)))
     n1_phi = tuple(range(rows_phi_t))
-    if include_s0:
+    xi_fr, j_fr = design.xi, design.j
+    if st.include_s0:
         paths.append(_PathSpec("S0", 0, (-1,), frames_psi_t))
     paths.append(_PathSpec("S1", 1, n1_all, n_frames))
     paths.append(_PathSpec("phi_t*phi_f", 1, n1_phi, n_frames))
     for k in fbank1.psi_index:
         paths.append(_PathSpec("phi_t*psi_f", 1, n1_phi, n_frames, n_fr=k, j_fr=j_fr[k],
-                               xi_fr=xi_fr[k], spin=1))
-    for st in stacks:
-        paths.append(_PathSpec("psi_t*phi_f", 2, tuple(range(st.n_rows)), frames_psi_t,
-                               n2=st.n2, j2=st.j2))
+                               xi_fr=-xi_fr[k], spin=1))
+    for s in stacks:
+        paths.append(_PathSpec("psi_t*phi_f", 2, tuple(range(s.n_rows)), frames_psi_t,
+                               n2=s.n2, j2=s.j2))
+    # up = spin +1 = anti-analytic (ξ_fr < 0), down = analytic: the reference's names
     for name, spin in (("psi_t*psi_f_up", 1), ("psi_t*psi_f_down", -1)):
-        for st in stacks:
-            for k in st.fbank.psi_index:
-                paths.append(_PathSpec(name, 2, tuple(range(st.n_rows)), frames_psi_t, n2=st.n2,
-                                       j2=st.j2, n_fr=k, j_fr=j_fr[k], xi_fr=spin * xi_fr[k],
+        for s in stacks:
+            for k in s.fbank.psi_index:
+                paths.append(_PathSpec(name, 2, tuple(range(s.n_rows)), frames_psi_t, n2=s.n2,
+                                       j2=s.j2, n_fr=k, j_fr=j_fr[k], xi_fr=-spin * xi_fr[k],
                                        spin=spin))
-    return _Plan(n_samples, log2_T, global_T, pad, psi1, psi2, phi, groups, tuple(stacks),
-                 rows_phi_t, fbank1, J_fr, xi_fr, sigma_fr, j_fr, n_frames,
-                 pad.ind_start[log2_T], tuple(paths))
+    return _Plan(st.n_samples, log2_T, global_T, pad, psi1, psi2, phi, groups, tuple(stacks),
+                 rows_phi_t, fbank1, design, J_fr, n_frames, pad.ind_start[log2_T], tuple(paths))
 
 
 # ---------------------------------------------------------------------------
@@ -378,7 +317,7 @@ def _flush_tiny(a: np.ndarray, rel: float = 1e-18) -> np.ndarray:
     return np.where(np.abs(a) < rel * peak, 0.0, a)
 
 
-def _tensors(key: tuple, plan: _Plan, device: torch.device, dtype: torch.dtype) -> dict:
+def _tensors(key: JTFSSettings, plan: _Plan, device: torch.device, dtype: torch.dtype) -> dict:
     """Filters of ``plan`` as tensors on ``device``; Fourier scalings folded in.
 
     ``ifft(..., norm='forward')`` does not divide by the length, so every
@@ -397,24 +336,33 @@ def _tensors(key: tuple, plan: _Plan, device: torch.device, dtype: torch.dtype) 
         return torch.tensor(_flush_tiny(a), device=device, dtype=cdtype)
     L_s = N_pad // 2**s
     n_phi_bins = L_s // 2 + 1
-    t = {"psi1": [], "phi": {}, "psi2": {}, "H2": [], "H2_block": [], "energy": math.sqrt(2.0**s)}
+    t = {"psi1": [], "phi": {}, "psi2": {}, "H2": [], "H2c": [], "energy": math.sqrt(2.0**s)}
     for g in plan.groups:
         t["psi1"].append(real(plan.psi1.filters[g.start:g.stop, :g.n_bins] / N_pad))
     n_levels = max([g.k for g in plan.groups] + [st.k for st in plan.stacks] + [0]) + 1
     for k, level in enumerate(fb.fold_levels(plan.phi, n_levels)):
         t["phi"][k] = real(level[:n_phi_bins] / (N_pad // 2**k))
     for st in plan.stacks:
-        levels = fb.fold_levels(plan.psi2.filters[st.n2], max(plan.groups[i].k for i in st.groups) + 1)
         for i in st.groups:
             g = plan.groups[i]
-            t["psi2"][(st.n2, i)] = real(levels[g.k][:st.n_bins] / g.length)
+            # the first st.length bins of x̂·ψ̂ fold into the stride-2^k2 DFT as is
+            n_bins = min(st.length, g.length // 2 + 1)
+            t["psi2"][(st.n2, i)] = real(plan.psi2.level(st.n2, g.k)[:n_bins] / g.length)
         bank = st.fbank
-        H = np.concatenate([bank.H_phi[None], bank.H_up, bank.H_down], axis=0)
-        t["H2"].append(cplx(H))                        # (n_f, R, R)
-        t["H2_block"].append(real(real_block(H)))      # (2, n_f, R, 2R)
+        # global T: see _global_stack (up = conj(down): the mirror image)
+        R = st.n_rows
+        Hr, Hi = bank.H_down.real.reshape(-1, R), bank.H_down.imag.reshape(-1, R)
+        Hp = bank.H_phi.real
+        t["H2"].append({
+            "block": real(np.block([[Hp, 0 * Hp], [Hr, Hi], [Hr, -Hi], [0 * Hp, Hp], [-Hi, Hr], [Hi, Hr]])),
+            "conj": real(np.concatenate([Hp, Hr, Hi], axis=0)),
+        })
+        if not plan.global_T:
+            H = np.concatenate([bank.H_phi[None], bank.H_up, bank.H_down], axis=0)
+            t["H2c"].append(cplx(H))                   # (n_f, R, R)
     b1 = plan.fbank1
     t["H1_phi"] = real(b1.H_phi.real)
-    t["H1_up"] = cplx(b1.H_up.reshape(-1, b1.n_rows))
+    t["H1_up"] = cplx(b1.H_up.reshape(-1, b1.n_in))
     if plan.pad.pad_left or plan.pad.pad_right:
         idx = np.pad(np.arange(plan.N), (plan.pad.pad_left, plan.pad.pad_right), mode="reflect")
         t["reflect_index"] = torch.tensor(idx, device=device, dtype=torch.long)
@@ -474,103 +422,149 @@ def modulus(z: torch.Tensor) -> torch.Tensor:
     return torch.hypot(zr[..., 0], zr[..., 1])
 
 
-def real_block(H: np.ndarray) -> np.ndarray:
-    """Complex (..., M, R) matrices → real (2, ..., M, 2R) blocks [[Re, -Im], [Im, Re]].
+class _PairModulus(torch.autograd.Function):
+    """√(re² + im²) of a complex number given as two real tensors, 0-safe derivatives.
 
-    With Y stacked as [Re Y; Im Y] (2R rows), ``block[0] @ Ys`` is Re(H @ Y)
-    and ``block[1] @ Ys`` is Im(H @ Y): one real matrix product gives both parts
-    as separate contiguous arrays, whose modulus (``torch.hypot``) is ~5× faster
-    than the modulus of an interleaved complex array on CPU.
-    """
-    top = np.concatenate([H.real, -H.imag], axis=-1)
-    bottom = np.concatenate([H.imag, H.real], axis=-1)
-    return np.stack([top, bottom])
-
-
-def _time_blocks(n_rows: int, length: int) -> list[tuple[int, int]]:
-    """Time blocks so that one block of H @ Y (n_rows × block floats) is ~4 MB.
-
-    For short stacks the product is memory-bound (inner dimension 2R ≤ 260);
-    working block by block keeps the intermediate in cache (up to ~2× faster
-    than one product), while blocks of ≥ 1024 frames keep the number of small
-    ops (each a thread-pool synchronisation) low.
-    """
-    block = 1 << max(10, min(13, int(math.log2(max(1, 2**20 // max(1, n_rows))))))
-    return [(t0, min(length, t0 + block)) for t0 in range(0, length, block)]
-
-
-def _blocked_modulus_sum(Ys: torch.Tensor, Hb: torch.Tensor) -> torch.Tensor:
-    """Σ_t |Hb @ Ys| computed time block by time block (no derivatives kept)."""
-    M = Hb.shape[-2] // 2
-    total = None
-    for t0, t1 in _time_blocks(Ys.shape[0] * Hb.shape[-2], Ys.shape[-1]):
-        Z = torch.matmul(Hb, Ys[..., t0:t1])
-        part = torch.hypot(Z[..., :M, :], Z[..., M:, :]).sum(dim=-1)
-        total = part if total is None else total + part
-    return total
-
-
-class _ModulusSum(torch.autograd.Function):
-    """A = Σ_t |Z|, Z = H @ Y, in real block form, with cheap first derivatives.
-
-    Inputs: Ys (B, 2R, T) real = [Re Y; Im Y]; Hb (2M, 2R) real, the rows of
-    :func:`real_block` (Re rows then Im rows). Outputs A (B, M) and, not
-    differentiable, the phase U = Z/|Z| (B, 2M, T) (0 where Z = 0).
-
-    The derivative dA = Σ_t U ⊙ (Hb @ dYs) is evaluated as Σ_r' Hb ⊙ (U @ dYsᵀ):
-    one matrix product whose inner dimension is the long time axis, instead of
-    materialising Hb @ dYs (2M × T per tangent) and the modulus' elementwise
-    derivative. Under ``vmap`` over tangents (``jacfwd``) U is shared by all
-    tangents. Only first derivatives are provided.
+    d|z| = u_r dre + u_i dim with the phase u = z/|z| (0 at z = 0), as :class:`_Modulus`.
     """
 
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(Ys, Hb):
-        Z = torch.matmul(Hb, Ys).unflatten(-2, (2, -1))               # (B, 2, M, T)
-        m = torch.hypot(Z[..., 0, :, :], Z[..., 1, :, :])
-        U = (Z / m.clamp_min(torch.finfo(m.dtype).tiny).unsqueeze(-3)).flatten(-3, -2)
-        return m.sum(dim=-1), U
+    def forward(re, im):
+        m = torch.sqrt(re * re + im * im)
+        inv = torch.where(m > 0, 1.0 / m.clamp_min(torch.finfo(m.dtype).tiny), 0.0)
+        return m, re * inv, im * inv
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        _, Hb = inputs
-        _, U = output
-        ctx.mark_non_differentiable(U)
-        ctx.save_for_backward(U, Hb)
-        ctx.save_for_forward(U, Hb)
+        _, ur, ui = output
+        ctx.mark_non_differentiable(ur, ui)
+        ctx.save_for_backward(ur, ui)
+        ctx.save_for_forward(ur, ui)
 
     @staticmethod
-    def jvp(ctx, dYs, dHb):
-        U, Hb = ctx.saved_tensors
-        # Gᵀ = dYs @ Uᵀ one sound at a time, the tangent on the left: under vmap
-        # over tangents (jacfwd) the tangents then stack into the rows of one
-        # product, instead of vmap expanding (copying) U once per tangent (2–3×
-        # slower and 5× the memory at batch 8).
-        GT = torch.cat([torch.matmul(dYs[b:b + 1], U[b:b + 1].transpose(-1, -2))
-                        for b in range(U.shape[0])])                  # (B, 2R, 2M)
-        d = (Hb.transpose(-1, -2) * GT).sum(dim=-2)
-        M = d.shape[-1] // 2
-        return d[..., :M] + d[..., M:], None
+    def jvp(ctx, dre, dim):
+        ur, ui = ctx.saved_tensors
+        return ur * dre + ui * dim, None, None
 
     @staticmethod
-    def backward(ctx, gA, gU):
-        U, Hb = ctx.saved_tensors
-        g2 = torch.cat([gA, gA], dim=-1).unsqueeze(-1)                # (B, 2M, 1)
-        return torch.matmul(Hb.transpose(-1, -2), g2 * U), None
+    def backward(ctx, gm, gur, gui):
+        ur, ui = ctx.saved_tensors
+        return gm * ur, gm * ui
 
 
-def modulus_sum(Ys: torch.Tensor, Hb: torch.Tensor) -> torch.Tensor:
-    """Σ_t |H @ Y| over the last axis, real block form: (B, 2R, T), (2M, 2R) → (B, M).
+def _block_len(rows: int, n_tan: int) -> int:
+    """Time block (power of two ≥ 64): one block of the stack product holds ~2^17 numbers
+    (L2-resident), with tangents ~2^20 (fewer Python-level ops; measured best)."""
+    target = 2**17 if n_tan == 0 else 2**20
+    return 1 << max(6, int(math.log2(max(1, target // max(1, rows * 2 * (1 + n_tan))))))
 
-    With grad mode on (which includes ``torch.func`` transforms) this goes
-    through :class:`_ModulusSum`, which keeps the phase U for cheap first
-    derivatives; without, time block by time block (faster, no memory kept).
+
+def _safe_inverse(m: torch.Tensor) -> torch.Tensor:
+    """1/m with m clamped to the smallest normal number: the phase z·(1/m) of z = 0 is
+    0 (m = 0 only where both parts are exactly 0), and never inf or NaN."""
+    return m.clamp_min(torch.finfo(m.dtype).tiny).reciprocal_()
+
+
+def _global_stack(y2: torch.Tensor, H: dict, R: int, n_k: int, window: tuple,
+                  dy2: torch.Tensor | None = None):
+    """Σ_t |Y2 ⋆_n1 (φ_F, ψ_up, ψ_down)| over the window, and its tangents.
+
+    Parameters
+    ----------
+    y2 : complex (B, R, L)
+    H : dict of real matrices of the stack, M = (1 + 2 n_k) R rows (φ, up, down):
+        ``block`` (2M, 2R) maps [Re Y; Im Y] to [Re Z; Im Z];
+        ``conj`` (M, R) = [H_φ; Re H_down; Im H_down].
+    dy2 : complex (P, B, R, L) or None — tangents of y2
+
+    Returns
+    -------
+    A (B, M) in the order φ, up, down; dA (P, B, M) or None.
+
+    The primal goes through ``block`` (contiguous real and imaginary planes:
+    the modulus is one fused pass). Tangents use ``conj``, half the flops per
+    tangent: with H the analytic (down) matrices, H Y = (a − d) + i(b + c) and
+    conj(H) Y = (a + d) + i(b − c), where (a, c) = (Re H, Im H) · Re Y and
+    (b, d) = (Re H, Im H) · Im Y (the reference's up wavelet is the mirror image
+    of down, so its matrix is the conjugate); dA = Σ_t u_r dre + u_i dim with the
+    primal phase u.
+
+    With grad mode on (autograd, ``torch.func``) plain differentiable ops on the
+    whole window; otherwise time block by time block, the phases living for one
+    block only, all tangents' products coming out of two matrix products (real
+    and imaginary parts, tangents innermost in the columns) and contracted with
+    the phases by batched matrix products.
     """
-    if torch.is_grad_enabled():
-        return _ModulusSum.apply(Ys, Hb)[0]
-    return _blocked_modulus_sum(Ys, Hb)
+    a, b = window
+    y = y2[..., a:b]
+    B, T = y.shape[0], y.shape[-1]
+    Hb = H["block"]
+    M = Hb.shape[0] // 2
+    Rw = n_k * R
+    Ys = torch.cat([y.real, y.imag], dim=-2)                               # (B, 2R, T)
+    if dy2 is None and torch.is_grad_enabled():
+        Z = torch.matmul(Hb, Ys)
+        return _PairModulus.apply(Z[:, :M], Z[:, M:])[0].sum(dim=-1), None
+    n_tan = 0 if dy2 is None else dy2.shape[0]
+    total = torch.zeros(B, M, dtype=Ys.dtype, device=Ys.device)
+    if n_tan:
+        # (P, B, R, T) complex → real and imaginary (B, R, T·P): tangents innermost
+        dyt = dy2[..., a:b].permute(1, 2, 3, 0)
+        dyv_re = dyt.real.reshape(B, R, T * n_tan)
+        dyv_im = dyt.imag.reshape(B, R, T * n_tan)
+        Hc = H["conj"]
+        dtotal = torch.zeros(B, M, n_tan, dtype=Ys.dtype, device=Ys.device)
+        sign = torch.tensor([1.0, -1.0], dtype=Ys.dtype, device=Ys.device)[:, None]
+    Tb = _block_len(M, n_tan)
+    for t0 in range(0, T, Tb):
+        t1 = min(T, t0 + Tb)
+        n = t1 - t0
+        Z = torch.matmul(Hb, Ys[..., t0:t1])                               # (B, 2M, n)
+        zr, zi = Z[:, :M], Z[:, M:]
+        m = torch.addcmul(zr * zr, zi, zi).sqrt_()
+        total += m.sum(dim=-1)
+        if not n_tan:
+            continue
+        inv = _safe_inverse(m)
+        ur, ui = zr * inv, zi * inv                                        # phases (B, M, n)
+        dre = torch.matmul(Hc, dyv_re[..., n_tan * t0:n_tan * t1]).view(B, M, n, n_tan)
+        dim = torch.matmul(Hc, dyv_im[..., n_tan * t0:n_tan * t1]).view(B, M, n, n_tan)
+        # φ rows: Σ_t u_r dre + u_i dim
+        dtotal[:, :R] += (torch.matmul(ur[:, :R, None], dre[:, :R])
+                          + torch.matmul(ui[:, :R, None], dim[:, :R]))[:, :, 0]
+        # wavelet rows, phases of (up, down) side by side: (B, Rw, 2, n)
+        wr = ur[:, R:].unflatten(1, (2, Rw)).transpose(1, 2)
+        wi = ui[:, R:].unflatten(1, (2, Rw)).transpose(1, 2)
+        # Re H rows (a, b) feed both spins with (u_r, u_i) ...
+        d_ab = torch.matmul(wr, dre[:, R:R + Rw]) + torch.matmul(wi, dim[:, R:R + Rw])
+        # ... Im H rows (c, d) feed up with (−u_i, u_r) and down with (u_i, −u_r)
+        d_cd = (torch.matmul(wr, dim[:, R + Rw:]) - torch.matmul(wi, dre[:, R + Rw:])) * sign
+        d_w = d_ab + d_cd                                                  # (B, Rw, 2, P)
+        dtotal[:, R:] += d_w.transpose(1, 2).flatten(1, 2)
+    return total, (dtotal.permute(2, 0, 1) if n_tan else None)
+
+
+def _second_order(u1_f: list, groups: tuple, st: "_Stack", t: dict) -> torch.Tensor:
+    """Y2 = U1 ⋆ ψ2 at stride 2^k of one stack, (..., R, L), from the rffts of U1.
+
+    Each group's product Û1·ψ̂2 (its first min(L, bins) bins; the rest, negative
+    frequencies of an analytic filter, are 0) is written straight into one
+    spectrum buffer, then one inverse FFT of length L.
+    """
+    filt = [t["psi2"][(st.n2, i)] for i in st.groups]
+    if torch.is_grad_enabled():          # differentiable (no out=): pad and concatenate
+        parts = [u1_f[i][..., :h.shape[-1]] * h for i, h in zip(st.groups, filt)]
+        parts = [p if p.shape[-1] == st.length else nnf.pad(p, (0, st.length - p.shape[-1]))
+                 for p in parts]
+        return torch.fft.ifft(torch.cat(parts, dim=-2), n=st.length, norm="forward")
+    ref = u1_f[st.groups[0]]
+    spec = torch.zeros(*ref.shape[:-2], st.n_rows, st.length, dtype=ref.dtype, device=ref.device)
+    for i, h in zip(st.groups, filt):
+        g = groups[i]
+        torch.mul(u1_f[i][..., :h.shape[-1]], h, out=spec[..., g.start:g.stop, :h.shape[-1]])
+    return torch.fft.ifft(spec, n=st.length, norm="forward")
 
 
 def _lowpass_time(u: torch.Tensor, phi_k: torch.Tensor, L_s: int, i0: int, i1: int) -> torch.Tensor:
@@ -595,7 +589,10 @@ def _lowpass_from_rfft(u_f: torch.Tensor, phi_k: torch.Tensor, L_s: int, i0: int
 
 @FEATURES.register("jtfs")
 class JTFS(Feature):
-    """Joint time–frequency scattering with the paper's path set (module docstring).
+    """Joint time–frequency scattering: the paper's operator (kymatio PR #674), docs/jtfs.md.
+
+    The defaults are the paper's settings except ``n_samples``; the paper's FTM
+    preset is :data:`PAPER_FTM` (K = 20,762).
 
     Parameters
     ----------
@@ -607,7 +604,7 @@ class JTFS(Feature):
         Wavelets per octave, first and second order.
     J_fr : int or None
         Octaves of frequential wavelets; None = the paper's default from the
-        largest stack height R (min(max(⌈log2 R⌉-2, 3), ⌈log2 R⌉), 6 for R=130).
+        largest stack height R (min(max(⌈log2 R⌉-2, 3), ⌈log2 R⌉), 6 for R=131).
     Q_fr : int
         Frequential wavelets per octave.
     F : int
@@ -621,24 +618,32 @@ class JTFS(Feature):
     max_pad_factor, max_pad_factor_fr : int or None
         Padding caps: padded length ≤ 2^(⌈log2 length⌉ + factor); None = no cap.
     include_s0 : bool
-        Prepend the zeroth order (signed).
+        Prepend the zeroth order (signed), as the paper's operator does.
     log_eps : float or None
-        ε of log1p(S/ε) in ``__call__``; None = no compression.
+        ε of log1p(S/ε) in ``__call__``; None = no compression. The paper: 1e-3.
+    trim : bool
+        With T='global' and zero padding, average the ψ_t paths over the input
+        ± 16 envelope standard deviations only: faster, but it drops tails that
+        the reference counts (up to 16 % on a ψ_t path, docs/jtfs.md). Off by default.
     """
 
     def __init__(self, n_samples: int, J: int = 13, Q=(12, 1), J_fr=None, Q_fr: int = 1, F=2,
                  T="global", pad_mode="zero", pad_mode_fr="zero", max_pad_factor=1,
-                 max_pad_factor_fr=1, include_s0: bool = False, log_eps: float | None = 1e-3) -> None:
-        self._key = _check_settings(n_samples, J, Q, J_fr, Q_fr, F, T, pad_mode, pad_mode_fr,
-                                    max_pad_factor, max_pad_factor_fr) + (bool(include_s0),)
+                 max_pad_factor_fr=1, include_s0: bool = True, log_eps: float | None = 1e-3,
+                 trim: bool = False) -> None:
+        self.settings = JTFSSettings.from_kwargs(n_samples, J, Q, J_fr, Q_fr, F, T, pad_mode,
+                                                 pad_mode_fr, max_pad_factor, max_pad_factor_fr,
+                                                 include_s0)
+        st = self.settings
         (self.n_samples, self.J, self.Q, self.J_fr_setting, self.Q_fr, self.F, self.T,
          self.pad_mode, self.pad_mode_fr, self.max_pad_factor, self.max_pad_factor_fr,
-         self.include_s0) = self._key
+         self.include_s0) = (st.n_samples, st.J, st.Q, st.J_fr, st.Q_fr, st.F, st.T, st.pad_mode,
+                             st.pad_mode_fr, st.max_pad_factor, st.max_pad_factor_fr, st.include_s0)
         if log_eps is not None and not log_eps > 0:
             raise ValueError(f"jtfs: log_eps must be > 0 or None, got {log_eps}")
         self.log_eps = None if log_eps is None else float(log_eps)
-        self.plan = _make_plan(*self._key)
-        self._trim = True   # global mean over the support window (see module doc)
+        self.trim = bool(trim)
+        self.plan = _make_plan(st, self.trim)
 
     @classmethod
     def check_settings(cls, n_samples: int, **settings) -> None:
@@ -703,7 +708,10 @@ class JTFS(Feature):
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, N) float32/float64 → features (B, K), log-compressed if ``log_eps``."""
-        S = self.coefficients(x)
+        return self.compress(self.coefficients(x))
+
+    def compress(self, S: torch.Tensor) -> torch.Tensor:
+        """log1p(S/ε) of flat coefficients (…, K); S0 (signed) as sign·log1p(|S0|/ε)."""
         if self.log_eps is None:
             return S
         n0 = self.plan.paths[0].frames if self.include_s0 else 0
@@ -716,8 +724,52 @@ class JTFS(Feature):
     def coefficients(self, x: torch.Tensor) -> torch.Tensor:
         """Uncompressed flat S, x (B, N) → (B, K) in ``meta()`` order (e.g. for :func:`calibrate_eps`)."""
         lead, blocks = self._run(x)
-        flat = torch.cat([b.flatten(1) for _, b in blocks], dim=-1)
+        flat = torch.cat([b.flatten(1) for _, b, _ in blocks], dim=-1)
         return flat.reshape(*lead, flat.shape[-1])
+
+    def jacobian_columns(self, x: torch.Tensor, dx: torch.Tensor, *, method: str = "vmap",
+                         chunk: int | None = None) -> torch.Tensor:
+        """∂Φ(x)·ẋ_p for P tangents, sharing the primal's intermediates (T='global').
+
+        One pass computes S and all P tangent coefficients dS together: the
+        tangents ride along the first-order modulus (d|y| = Re(conj(u) dy), u the
+        primal phase), the second-order convolutions (batched FFTs) and the
+        frequential stage, where every tangent's product comes out of the same
+        matrix product and is contracted with the primal phases block by block
+        (:func:`_global_stack`), so no phase is ever stored in full and the primal
+        is computed once. dΦ = c'(S) ⊙ dS with c the log compression.
+        ``method`` is ignored (one algorithm); ``chunk`` bounds the tangents per
+        pass (the primal is recomputed per chunk). Local T falls back to the
+        default (``torch.func``) implementation.
+
+        Parameters
+        ----------
+        x : Tensor (B, N)
+        dx : Tensor (P, B, N), like x
+
+        Returns
+        -------
+        Tensor (B, K, P)
+        """
+        if not self.plan.global_T:
+            return super().jacobian_columns(x, dx, method=method, chunk=chunk)
+        P = dx.shape[0]
+        if chunk is not None and 0 < int(chunk) < P:
+            return torch.cat([self.jacobian_columns(x, dx[p:p + int(chunk)]) for p in
+                              range(0, P, int(chunk))], dim=-1)
+        self._check(x)
+        if x.dim() != 2:
+            raise ValueError(f"jtfs: jacobian_columns needs x of shape (B, N), got {tuple(x.shape)}")
+        if dx.shape[1:] != x.shape or dx.dtype != x.dtype:
+            raise ValueError(f"jtfs: tangents must be (P, *x.shape) = (P, {tuple(x.shape)}) in "
+                             f"{x.dtype}, got {tuple(dx.shape)} {dx.dtype}")
+        with torch.no_grad():
+            blocks = self._transform(x, dx)
+            S = torch.cat([b.flatten(1) for _, b, _ in blocks], dim=-1)              # (B, K)
+            dS = torch.cat([d.flatten(2) for _, _, d in blocks], dim=-1)             # (P, B, K)
+        # derivative of the (elementwise) compression, with torch's conventions at 0
+        _, slope = torch.func.jvp(self.compress, (S,), (torch.ones_like(S),))
+        return (slope * dS).permute(1, 2, 0)
 
     def paths(self, x: torch.Tensor) -> list[dict]:
         """Uncompressed paths, in output order.
@@ -735,7 +787,7 @@ class JTFS(Feature):
         ``spin`` (+1 up, -1 down, 0 none), ``frames``.
         """
         lead, blocks = self._run(x)
-        coefs = [c for _, b in blocks for c in b.unbind(1)]
+        coefs = [c for _, b, _ in blocks for c in b.unbind(1)]
         j1 = self.plan.psi1.j
         out = []
         for spec, c in zip(self.plan.paths, coefs, strict=True):
@@ -746,93 +798,139 @@ class JTFS(Feature):
         return out
 
     def _run(self, x: torch.Tensor):
+        self._check(x)
+        return x.shape[:-1], self._transform(x.reshape(-1, self.n_samples))
+
+    def _check(self, x: torch.Tensor) -> None:
         if x.shape[-1] != self.n_samples:
             raise ValueError(f"jtfs: input has {x.shape[-1]} samples, expected n_samples="
                              f"{self.n_samples}")
         if x.dtype not in _COMPLEX:
             raise TypeError(f"jtfs: input must be float32 or float64, got {x.dtype}")
-        return x.shape[:-1], self._transform(x.reshape(-1, self.n_samples))
 
-    def _transform(self, x: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
-        """x (B, N) → blocks (name, (B, n_paths, rows, frames)) in ``plan.paths`` order.
+    def _transform(self, x: torch.Tensor, dx: torch.Tensor | None = None) -> list:
+        """x (B, N) → blocks (name, S (B, n_paths, rows, frames), dS) in ``plan.paths`` order.
 
         Consecutive paths of equal shape stay in one block, so that the flat
         vector is assembled (and log-compressed) with a few large ops, which
-        matters under ``vmap``/``jvp``.
+        matters under ``vmap``/``jvp``. With tangents ``dx`` (P, B, N) (only
+        without grad mode, T='global'), dS (P, B, n_paths, rows, frames) is the
+        forward-mode derivative, sharing every intermediate of the primal
+        (:meth:`jacobian_columns`); else dS is None.
         """
         plan = self.plan
-        t = _tensors(self._key, plan, x.device, x.dtype)
+        t = _tensors(self.settings, plan, x.device, x.dtype)
         pad, s = plan.pad, plan.log2_T
         L_s = pad.N_pad // 2**s
         i0, i1 = plan.frame_start, plan.frame_start + plan.n_frames
         energy = t["energy"]
-        if self.pad_mode == "zero":
-            xp = nnf.pad(x, (pad.pad_left, pad.pad_right))
-        elif "reflect_index" in t:
-            xp = torch.index_select(x, -1, t["reflect_index"])
-        else:
-            xp = x
+        tan = dx is not None
+
+        def padded(v):
+            if self.pad_mode == "zero":
+                return nnf.pad(v, (pad.pad_left, pad.pad_right))
+            if "reflect_index" in t:
+                return torch.index_select(v, -1, t["reflect_index"])
+            return v
+
+        xp = padded(x)
         x_f = torch.fft.rfft(xp)                                      # (B, N_pad/2+1)
+        dxp = padded(dx) if tan else None
+        dx_f = torch.fft.rfft(dxp) if tan else None
 
         blocks = []
         if self.include_s0:
             if plan.global_T:
                 s0 = xp.mean(dim=-1, keepdim=True)[:, None]           # (B, 1, 1)
+                ds0 = dxp.mean(dim=-1, keepdim=True)[:, :, None] if tan else None
             else:
                 s0 = _lowpass_from_rfft(x_f, t["phi"][0], L_s, i0, i1)[:, None]
-            blocks.append(("S0", (s0 * energy)[:, None]))
+                ds0 = None
+            blocks.append(("S0", (s0 * energy)[:, None], None if ds0 is None else (ds0 * energy)[:, :, None]))
 
         # first order: U1 per j1-group, kept in Fourier for S1 and Y2
-        u1_f, s1 = [], []
+        u1_f, du1_f, s1, ds1 = [], [], [], []
         for g, psi in zip(plan.groups, t["psi1"]):
             y = torch.fft.ifft(x_f[:, None, :g.n_bins] * psi, n=g.length, norm="forward")
-            u_f = torch.fft.rfft(modulus(y))                          # (B, n_g, L_k/2+1)
+            if tan:
+                dy = torch.view_as_real(torch.fft.ifft(dx_f[:, :, None, :g.n_bins] * psi, n=g.length,
+                                                       norm="forward"))
+                yr = torch.view_as_real(y)
+                m = torch.hypot(yr[..., 0], yr[..., 1])
+                inv = _safe_inverse(m)
+                # d|y| = Re(conj(u) dy), u = y/|y| (0 at y = 0)
+                dU = torch.addcmul(dy[..., 0] * (yr[..., 0] * inv), dy[..., 1], yr[..., 1] * inv)
+                du_f = torch.fft.rfft(dU)
+                du1_f.append(du_f)
+                ds1.append(_lowpass_from_rfft(du_f, t["phi"][g.k], L_s, i0, i1))
+            else:
+                m = modulus(y)
+            u_f = torch.fft.rfft(m)                                   # (B, n_g, L_k/2+1)
             u1_f.append(u_f)
             s1.append(_lowpass_from_rfft(u_f, t["phi"][g.k], L_s, i0, i1))
         # |·| is exact here (S1 ≥ 0) and removes FFT round-off negatives
-        S1 = torch.abs(torch.cat(s1, dim=1) * energy)                  # (B, n1, frames)
-        blocks.append(("S1", S1[:, None]))
+        S1raw = torch.cat(s1, dim=1) * energy                          # (B, n1, frames)
+        S1 = torch.abs(S1raw)
+        dS1 = torch.sgn(S1raw) * torch.cat(ds1, dim=2) * energy if tan else None
+        blocks.append(("S1", S1[:, None], None if dS1 is None else dS1[:, :, None]))
 
         # first-order joint paths (φ_t): n1-convolutions of the averaged scalogram
         R1 = plan.rows_phi_t
-        S1r = S1[:, :R1]
-        blocks.append(("phi_t*phi_f", torch.abs(torch.matmul(t["H1_phi"], S1r))[:, None]))
+        z = torch.matmul(t["H1_phi"], S1)
+        dz = torch.sgn(z) * torch.matmul(t["H1_phi"], dS1) if tan else None
+        blocks.append(("phi_t*phi_f", torch.abs(z)[:, None], None if dz is None else dz[:, :, None]))
         n_up = len(plan.fbank1.psi_index)
         if n_up:
-            z = torch.matmul(t["H1_up"], S1r.to(t["H1_up"].dtype))   # (B, n_up·R1, frames)
-            blocks.append(("phi_t*psi_f", (modulus(z) * math.sqrt(2.0)).unflatten(1, (n_up, R1))))
+            z = torch.matmul(t["H1_up"], S1.to(t["H1_up"].dtype))   # (B, n_up·R1, frames)
+            out = (modulus(z) * math.sqrt(2.0)).unflatten(1, (n_up, R1))
+            dout = None
+            if tan:
+                dz = torch.view_as_real(torch.matmul(t["H1_up"], dS1.to(t["H1_up"].dtype)))
+                zr = torch.view_as_real(z)
+                inv = _safe_inverse(torch.hypot(zr[..., 0], zr[..., 1]))
+                dm = (dz[..., 0] * zr[..., 0] + dz[..., 1] * zr[..., 1]) * inv
+                dout = (dm * math.sqrt(2.0)).unflatten(2, (n_up, R1))
+            blocks.append(("phi_t*psi_f", out, dout))
 
         # second order: one stack per ψ2
         phi_f, up, down = [], [], []
         for index, st in enumerate(plan.stacks):
-            parts = [u1_f[i][..., :st.n_bins] * t["psi2"][(st.n2, i)] for i in st.groups]
-            y2 = torch.fft.ifft(torch.cat(parts, dim=1), n=st.length, norm="forward")  # (B, R, L)
-            S = self._frequential(y2, st, t, index, L_s, i0, i1) * energy  # (B, n_f, R, frames)
+            y2 = _second_order(u1_f, plan.groups, st, t)                    # (B, R, L)
+            dy2 = _second_order(du1_f, plan.groups, st, t) if tan else None  # (P, B, R, L)
+            S, dS = self._frequential(y2, st, t, index, L_s, i0, i1, dy2)
+            S = S * energy                                                  # (B, n_f, R, frames)
+            dS = None if dS is None else dS * energy
             n_k = len(st.fbank.psi_index)
-            phi_f.append(("psi_t*phi_f", S[:, :1]))
+
+            def sl(v, lo, hi):
+                return None if v is None else v[..., lo:hi, :, :]
+            phi_f.append(("psi_t*phi_f", S[:, :1], sl(dS, 0, 1)))
             if n_k:
-                up.append(("psi_t*psi_f_up", S[:, 1:1 + n_k]))
-                down.append(("psi_t*psi_f_down", S[:, 1 + n_k:]))
+                up.append(("psi_t*psi_f_up", S[:, 1:1 + n_k], sl(dS, 1, 1 + n_k)))
+                down.append(("psi_t*psi_f_down", S[:, 1 + n_k:], sl(dS, 1 + n_k, 1 + 2 * n_k)))
         return blocks + phi_f + up + down
 
     def _frequential(self, y2, st: _Stack, t: dict, index: int, L_s: int, i0: int,
-                     i1: int) -> torch.Tensor:
+                     i1: int, dy2=None):
         """|Y2 ⋆_n1 (φ_F, ψ_fr up, ψ_fr down)| averaged in time → (B, n_f, R, frames).
 
         Y2 (B, R, L) complex. Global: mean over the padded time axis (over the
-        signal window with zero padding, see the module doc), through
-        :func:`modulus_sum`. Local: lowpass φ_T, chunked over filters so that at
-        most ``_CHUNK_ELEMENTS`` complex values of H @ Y2 live at once.
+        trimmed window when ``trim``), :func:`_global_stack`, which also pushes
+        tangents dy2 (P, B, R, L). Local: lowpass φ_T, chunked over filters so
+        that at most ``_CHUNK_ELEMENTS`` complex values of H @ Y2 live at once.
+        Returns (S, dS or None).
         """
         R = st.n_rows
+        n_k = len(st.fbank.psi_index)
         if self.plan.global_T:
-            a, b = st.window if self._trim else (0, st.length)
-            ys = torch.cat([y2[..., a:b].real, y2[..., a:b].imag], dim=1)   # (B, 2R, T')
-            Hb = t["H2_block"][index]                                  # (2, n_f, R, 2R)
-            n_f = Hb.shape[1]
-            A = modulus_sum(ys, Hb.reshape(2 * n_f * R, 2 * R)) / st.length
-            return A.unflatten(1, (n_f, R)).unsqueeze(-1)
-        H = t["H2"][index]                                             # (n_f, R, R)
+            A, dA = _global_stack(y2, t["H2"][index], R, n_k, st.window, dy2)
+            A = (A / st.length).unflatten(1, (1 + 2 * n_k, R)).unsqueeze(-1)
+            if dA is not None:
+                dA = (dA / st.length).unflatten(2, (1 + 2 * n_k, R)).unsqueeze(-1)
+            return A, dA
+        if dy2 is not None:
+            raise NotImplementedError("tangents through local time averaging")
+        H = t["H2c"][index]                                            # (n_f, R, R)
         n_f = H.shape[0]
         chunk = max(1, _CHUNK_ELEMENTS // max(1, y2.shape[0] * R * y2.shape[-1]))
         res = []
@@ -842,11 +940,13 @@ class JTFS(Feature):
             # |·|: the lowpass of |·| ≥ 0 is ≥ 0; this only removes FFT round-off
             avg = torch.abs(_lowpass_time(amp, t["phi"][st.k], L_s, i0, i1))
             res.append(avg.unflatten(1, (f1 - f0, R)))
-        return torch.cat(res, dim=1)
+        return torch.cat(res, dim=1), None
 
 
 def calibrate_eps(S: torch.Tensor) -> float:
-    """The calibration rule for ε in log1p(S/ε): the median of S.
+    """A helper for choosing ε in log1p(S/ε): the median of S (docs/jtfs.md).
+
+    Not a default: both presets use the paper's ε = 1e-3.
 
     Parameters
     ----------

@@ -653,8 +653,8 @@ class JTFS(Feature):
         bound.apply_defaults()
         args = dict(bound.arguments)
         log_eps = args.pop("log_eps")
-        args.pop("include_s0")
-        _check_settings(**args)
+        args.pop("trim", None)
+        JTFSSettings.from_kwargs(**args)
         if log_eps is not None and not log_eps > 0:
             raise ValueError(f"jtfs: log_eps must be > 0 or None, got {log_eps}")
 

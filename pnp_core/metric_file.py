@@ -328,7 +328,7 @@ def metric_in_rescaling(table: MetricTable, theta, dst) -> np.ndarray:
     from pnp_core.params import Scaler, reparametrise_metric
 
     src = Scaler.from_state(dst.space, table.meta["scaler"])
-    theta = torch.as_tensor(np.asarray(theta, dtype=np.float64))
+    theta = torch.as_tensor(np.array(theta, dtype=np.float64))  # a writable copy
     if theta.shape[0] != len(table):
         raise ValueError(f"θ has {theta.shape[0]} rows for {len(table)} metrics")
     M = torch.as_tensor(table.M)

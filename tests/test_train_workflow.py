@@ -1,10 +1,7 @@
-"""The training rules: run grid, targets, and (slow) the default trainings end to end."""
+"""The training rules: run grid and targets (the default trainings run end to end in
+test_workflow.test_default_config_builds_everything)."""
 
 from __future__ import annotations
-
-import numpy as np
-import pandas as pd
-import pytest
 
 from test_workflow import snakemake
 
@@ -29,16 +26,3 @@ def test_ablation_target_plans_each_axis(workdir):
     # the fine-tuning job consumes the pretraining job's model
     assert "results/runs/ftm/p_pretrain_seed0/model.pt" in out.split(
         "output: results/runs/ftm/pnp-jtfs_finetune_seed0/model.pt")[0].rsplit("rule train", 1)[1]
-
-
-@pytest.mark.slow
-def test_default_trainings_have_finite_histories_and_rerun_does_nothing(workdir):
-    snakemake(workdir, "--cores", "2")
-    for synth in ("ftm", "amfm"):
-        for run in TABLE1:
-            hist = pd.read_parquet(workdir / f"results/runs/{synth}/{run}/history.parquet")
-            cols = ["train_loss", "val_loss", "val_ploss", "lr", "seconds"]
-            assert len(hist) >= 1 and np.isfinite(hist[cols].to_numpy()).all(), (synth, run)
-            assert (workdir / f"results/runs/{synth}/{run}/checkpoint/last.pt").exists()
-    proc = snakemake(workdir, "--cores", "2", "-n")
-    assert "Nothing to be done" in proc.stdout + proc.stderr

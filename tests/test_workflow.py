@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -61,7 +62,7 @@ def test_dataset_rule_default_and_paper_fold_sizes(workdir):
 
 @pytest.mark.slow
 def test_default_config_builds_everything(workdir):
-    """`snakemake --cores 2` on the laptop config: datasets, features, merged metrics."""
+    """`snakemake --cores 2` on the laptop config: datasets, features, metrics, trainings."""
     snakemake(workdir, "--cores", "2")
     params = pd.read_parquet(workdir / "results/data/ftm/params.parquet")
     merged = pd.read_parquet(workdir / "results/jacobian/ftm/train.parquet")
@@ -71,6 +72,13 @@ def test_default_config_builds_everything(workdir):
         for fold in ("train", "val", "test"):
             assert (workdir / f"results/jacobian/{synth}/{fold}.parquet").exists()
         assert (workdir / f"results/features/{synth}/test.pt").exists()
+    # the Table-1 trainings: finite histories, a resumable checkpoint each
+    for synth in ("ftm", "amfm"):
+        for run in ("p_seed0", "ddsp-mss_seed0", "ddsp-jtfs_seed0", "pnp-jtfs_seed0"):
+            hist = pd.read_parquet(workdir / f"results/runs/{synth}/{run}/history.parquet")
+            cols = ["train_loss", "val_loss", "val_ploss", "lr", "seconds"]
+            assert len(hist) >= 1 and np.isfinite(hist[cols].to_numpy()).all(), (synth, run)
+            assert (workdir / f"results/runs/{synth}/{run}/checkpoint/last.pt").exists()
     # a second run has nothing to do
     proc = snakemake(workdir, "--cores", "2", "-n")
     assert "Nothing to be done" in proc.stdout + proc.stderr

@@ -51,7 +51,6 @@ from the chain rule, :func:`pnp_core.params.reparametrise_metric`.
 from __future__ import annotations
 
 import logging
-import math
 import re
 import resource
 import time

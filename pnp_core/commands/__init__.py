@@ -45,3 +45,16 @@ def add_entry_argument(parser: argparse.ArgumentParser) -> None:
 def add_device_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                         help="auto = CUDA if available, else CPU (default: auto)")
+
+
+def add_threads_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch intra-op threads on the CPU (default: torch's own choice)")
+
+
+def apply_threads(args) -> None:
+    """Set torch's intra-op thread count from ``--threads`` (when given)."""
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)

@@ -6,7 +6,7 @@ match-grid traces). Each writes a PDF and a PNG."""
 
 from __future__ import annotations
 
-from pnp_core.commands import add_entry_argument
+from pnp_core.commands import add_entry_argument, add_threads_argument, apply_threads
 from pnp_core.commands.match_grid import add_override_argument
 
 HELP = "DTFA figures: loss landscape, time-shift sensitivity, convergence (PDF + PNG)"
@@ -23,7 +23,7 @@ def add_arguments(parser) -> None:
         p.add_argument("--params", required=True, help="params.parquet (the target is its "
                        "row nearest the box centre)")
         p.add_argument("--losses", nargs="+", default=["mss", "jtfs"], choices=["mss", "jtfs"])
-        p.add_argument("--threads", type=int, default=None)
+        add_threads_argument(p)
     land.add_argument("--axes", nargs=2, default=None,
                       help="the two parameters of the slice (default: the last two)")
     land.add_argument("--points", type=int, default=15, help="grid points per axis (odd)")
@@ -45,8 +45,7 @@ def run(args) -> int:
 
     from pnp_core import dtfa, dtfa_figures
 
-    if getattr(args, "threads", None):
-        torch.set_num_threads(args.threads)
+    apply_threads(args)
     if args.kind == "convergence":
         import pandas as pd
 

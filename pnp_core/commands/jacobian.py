@@ -10,7 +10,8 @@ and writes nothing.
 
 from __future__ import annotations
 
-from pnp_core.commands import add_device_argument, add_entry_argument, spec_from_args
+from pnp_core.commands import (add_device_argument, add_entry_argument, add_threads_argument,
+                               apply_threads, spec_from_args)
 
 HELP = "compute M = JᵀJ and its eigenvalues for one shard of a fold (Parquet)"
 
@@ -34,8 +35,7 @@ def add_arguments(parser) -> None:
                         help="synthesizer derivatives: the synthesizer's own (analytic for the "
                              "FTM drum) or autodiff (default own; both agree to ~1e-12)")
     add_device_argument(parser)
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch intra-op threads (default: torch's own choice)")
+    add_threads_argument(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (log) and no progress lines (terminal)")
     parser.add_argument("--out", required=True, help="output shard path (.parquet)")
 
@@ -47,8 +47,7 @@ def run(args) -> int:
     from pnp_core.jacobian import compute_shard
     from pnp_core.metric_file import write_metric
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    apply_threads(args)
     spec = spec_from_args(args)
     table = compute_shard(spec, spec.read_params(args.params), args.fold, args.shard,
                           args.shard_size, batch_size=args.batch_size, method=args.method,

@@ -6,7 +6,7 @@ printed), coarse grid search under JTFS, Adam refinement on the JTFS loss. Write
 
 from __future__ import annotations
 
-from pnp_core.commands import add_entry_argument
+from pnp_core.commands import add_entry_argument, add_threads_argument, apply_threads
 
 HELP = "find synthesizer parameters for a sound file (grid search + gradient descent on JTFS)"
 
@@ -20,7 +20,7 @@ def add_arguments(parser) -> None:
                         help="best grid points refined by gradient descent (default 4)")
     parser.add_argument("--steps", type=int, default=100, help="Adam iterations (default 100)")
     parser.add_argument("--lr", type=float, default=0.05, help="Adam learning rate (default 0.05)")
-    parser.add_argument("--threads", type=int, default=None)
+    add_threads_argument(parser)
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--out", required=True, help="output folder")
 
@@ -28,13 +28,10 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from pathlib import Path
 
-    import torch
-
     from pnp_core.commands import spec_from_args
     from pnp_core.match_audio import match_file, write_match
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    apply_threads(args)
     spec = spec_from_args(args)
     result = match_file(spec, args.target, grid=args.grid, starts=args.starts, steps=args.steps,
                         lr=args.lr, progress=not args.no_progress)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 
-from pnp_core.commands import add_entry_argument
+from pnp_core.commands import add_entry_argument, add_threads_argument, apply_threads
 
 HELP = "DTFA: match random dataset pairs by gradient descent under each loss (traces Parquet)"
 
@@ -35,7 +35,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--batch-size", type=int, default=16, help="pairs per batch (default 16)")
     parser.add_argument("--pnp-damping", type=float, default=1e-3,
                         help="λ of the PNP loss relative to tr(M)/P (default 1e-3)")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads")
+    add_threads_argument(parser)
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--out", required=True, help="traces (.parquet)")
 
@@ -43,13 +43,10 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     import time
 
-    import torch
-
     from pnp_core.dtfa import TRACES_FORMAT, run_experiment, spec_with_override, summarise
     from pnp_core.io import write_table
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    apply_threads(args)
     spec = spec_with_override(args.entry, args.override)
     t0 = time.perf_counter()
     traces = run_experiment(spec, spec.read_params(args.params), losses=args.losses,

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import json
 
-from pnp_core.commands import add_device_argument, add_entry_argument, spec_from_args
+from pnp_core.commands import (add_device_argument, add_entry_argument, add_threads_argument,
+                               apply_threads, spec_from_args)
 
 HELP = "train one encoder run and write model.pt and history.parquet (resumable)"
 
@@ -30,7 +31,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--init-model", default=None,
                         help="model.pt to start from (fine-tuning after pretraining)")
     add_device_argument(parser)
-    parser.add_argument("--threads", type=int, default=None, help="torch threads on CPU")
+    add_threads_argument(parser)
     parser.add_argument("--stop-after-epoch", type=int, default=None,
                         help="stop after this epoch's checkpoint, writing no final outputs "
                              "(simulates an interrupted job)")
@@ -39,13 +40,10 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    import torch
-
     from pnp_core.config import resolve_device
     from pnp_core.train import Run, train_run
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    apply_threads(args)
     spec = spec_from_args(args)
     metrics = {k: v for k, v in (("train", args.metric_train), ("val", args.metric_val)) if v}
     run_obj = Run(spec, spec.read_params(args.params), args.run, args.training, metrics,

@@ -13,7 +13,6 @@ import pytest
 import torch
 from torch.func import jacfwd, jvp, vjp, vmap
 
-from pnp_core.features import filterbank as fb
 from pnp_core.features import Feature, get_feature
 from pnp_core.features.jtfs import (JTFS, LAPTOP_FTM, PAPER_AMFM, PAPER_FTM, _tensors, calibrate_eps,
                                     _global_stack, _PairModulus)

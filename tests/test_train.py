@@ -158,3 +158,48 @@ def test_damping_is_inert_for_losses_other_than_pnp(data):
     assert r.damping.schedule == "constant" and r.damping.lam == 0.0
     r = make_run(data, {"loss": "pnp"})
     assert r.damping.schedule == "adaptive" and r.damping.lam > 0
+
+
+def test_kill_9_mid_run_then_rerun_equals_uninterrupted(data, tmp_path):
+    """A real interruption: `pnp train` killed with SIGKILL after its first checkpoint, then
+    rerun with the same arguments, ends with the weights of an uninterrupted run."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from pnp_core.datasets import write_params
+
+    spec, params, paths = data
+    write_params(params, tmp_path / "params.parquet", spec.provenance(), {})
+    run = {"name": "pnp_kill", "loss": "pnp", "seed": 5, "epochs": None, "rescaling": None,
+           "optimizer": None, "clip": None, "damping": None, "damping_matrix": None}
+    training = training_config(epochs=6, samples_per_epoch=48)
+
+    def cmd(out):
+        return [sys.executable, "-m", "pnp_core", "train", "--entry", json.dumps(ENTRY),
+                "--params", str(tmp_path / "params.parquet"), "--run", json.dumps(run),
+                "--training", json.dumps(training), "--metric-train", str(paths["train"]),
+                "--metric-val", str(paths["val"]), "--device", "cpu", "--threads", "1",
+                "--no-progress", "--out-dir", str(out)]
+
+    subprocess.run(cmd(tmp_path / "a"), check=True, capture_output=True, timeout=600)
+    proc = subprocess.Popen(cmd(tmp_path / "b"), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    last = tmp_path / "b" / "checkpoint" / "last.pt"
+    deadline = time.time() + 600
+    while not last.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL, "the run ended before it could be killed"
+    assert not (tmp_path / "b" / "model.pt").exists()
+    done = torch.load(last, weights_only=False)["history"]  # epochs checkpointed before the kill
+    assert 1 <= len(done) < 6
+    subprocess.run(cmd(tmp_path / "b"), check=True, capture_output=True, timeout=600)
+    wa, wb = _weights(tmp_path / "a" / "model.pt"), _weights(tmp_path / "b" / "model.pt")
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    ha, hb = (pd.read_parquet(tmp_path / d / "history.parquet") for d in "ab")
+    pd.testing.assert_frame_equal(ha[["epoch", "train_loss", "val_loss", "lam"]],
+                                  hb[["epoch", "train_loss", "val_loss", "lam"]])

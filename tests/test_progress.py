@@ -53,8 +53,8 @@ synths:
     type: amfm
     settings: {sr: 8192, n_samples: 2048}
     dataset: {bins: 3, val_margin: 1, n_test: 4, seed: 1, jitter: linear}
-    feature: {type: mss, settings: {n_ffts: [256, 64]}}
-features: {folds: [test], batch_size: 1}
+    feature: {type: jtfs, settings: {J: 6, Q: [8, 1], Q_fr: 1, F: 2, T: global}}
+features: {folds: [train], batch_size: 1}
 jacobian: {folds: [test, val], shard_size: 100, batch_size: 1, method: jvp, threads: 1}
 """
 
@@ -67,17 +67,17 @@ def test_snakemake_run_shows_job_progress_on_the_terminal(workdir):
     (workdir / "config.yaml").write_text(TINY)
     bindir = Path(sys.executable).parent
     env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}",
-           "PNP_PROGRESS_INTERVAL": "0.3"}
+           "PNP_PROGRESS_INTERVAL": "0.05"}  # the tiny jobs last about a second
     env.pop("PNP_PROGRESS", None)
     cmd = f"{bindir / 'snakemake'} --cores 2 results/jacobian/amfm/test.parquet " \
-          "results/features/amfm/test.pt"
+          "results/features/amfm/train.pt"
     proc = subprocess.run(["script", "-qec", cmd, "/dev/null"], cwd=workdir, env=env,
                           capture_output=True, text=True, timeout=900)
     screen = proc.stdout.replace("\r\n", "\n")
     assert proc.returncode == 0, screen
     lines = [x.strip() for x in screen.splitlines() if x.strip().startswith("[pnp]")]
     descs = {LINE.match(x).group("desc") for x in lines if LINE.match(x)}
-    assert {"amfm/test shard 0 jacobian", "amfm/test features"} <= descs, screen
+    assert {"amfm/test shard 0 jacobian", "amfm/train features"} <= descs, screen
     # the logs keep the whole record, bar included
     log = (workdir / "logs/compute_jacobian/amfm/test/shard-0000.log").read_text()
     assert "amfm/test shard 0 jacobian" in log and "4/4" in log

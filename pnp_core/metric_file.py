@@ -331,7 +331,7 @@ def metric_in_rescaling(table: MetricTable, theta, dst) -> np.ndarray:
     theta = torch.as_tensor(np.array(theta, dtype=np.float64))  # a writable copy
     if theta.shape[0] != len(table):
         raise ValueError(f"θ has {theta.shape[0]} rows for {len(table)} metrics")
-    M = torch.as_tensor(table.M)
+    M = torch.as_tensor(np.array(table.M, dtype=np.float64))  # writable (Arrow buffers are not)
     return reparametrise_metric(M, theta, src, dst).numpy()
 
 

@@ -218,14 +218,5 @@ def central_target(spec, params: pd.DataFrame) -> np.ndarray:
     return theta[int(np.argmin((nu ** 2).sum(-1)))]
 
 
-def write_table_csv(table: pd.DataFrame, path) -> None:
-    """Write a summary table as CSV, atomically (floats with 6 significant digits)."""
-    from pnp_core.io import atomic_path
-
-    with atomic_path(path) as tmp:
-        table.to_csv(tmp, index=False, float_format="%.6g")
-
-
 __all__ = ["TRACES_FORMAT", "draw_pairs", "run_experiment", "summarise", "landscape",
-           "slice_paths", "time_shift_curve", "spec_with_override", "central_target",
-           "write_table_csv"]
+           "slice_paths", "time_shift_curve", "spec_with_override", "central_target"]

@@ -215,4 +215,12 @@ def read_table(path: str | os.PathLike, fmt: str, *, what: str = "", arrow: bool
     return Table(table if arrow else table.to_pandas(), meta)
 
 
-__all__ = ["atomic_path", "write_table", "read_table", "read_table_meta", "Table", "META_KEY"]
+def write_csv(df: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Write a small table meant to be read by people (a summary, a result) as CSV,
+    atomically, floats with 6 significant digits. Pipeline tables use :func:`write_table`."""
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False, float_format="%.6g")
+
+
+__all__ = ["atomic_path", "write_table", "read_table", "read_table_meta", "write_csv", "Table",
+           "META_KEY"]

@@ -138,7 +138,7 @@ def write_match(spec, result: dict, out_dir, stem: str, source: str) -> list[Pat
     import soundfile as sf
 
     from pnp_core.dtfa_figures import plot_match_spectrograms
-    from pnp_core.io import atomic_path
+    from pnp_core.io import atomic_path, write_csv
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -146,8 +146,7 @@ def write_match(spec, result: dict, out_dir, stem: str, source: str) -> list[Pat
             for p, v in zip(spec.space, result["theta"])]
     paths = [out / f"{stem}.theta.csv", out / f"{stem}.theta.json", out / f"{stem}.match.wav",
              out / f"{stem}.spectrograms.pdf", out / f"{stem}.spectrograms.png"]
-    with atomic_path(paths[0]) as tmp:
-        pd.DataFrame(rows).to_csv(tmp, index=False, float_format="%.6g")
+    write_csv(pd.DataFrame(rows), paths[0])
     doc = {"source": source, "synth": spec.name, "synth_settings": spec.synth.settings(),
            "parameters": rows, "jtfs_loss": result["loss"], "grid_loss": result["grid_loss"],
            "conversions": result["notes"], "provenance": spec.provenance()}

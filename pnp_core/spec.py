@@ -40,7 +40,6 @@ PROVENANCE_KEYS = ("pnp_core", "synth", "synth_settings", "dataset", "feature",
 
 #: the params table's format (written by ``pnp dataset``)
 PARAMS_FORMAT = "pnp-params/1"
-FOLDS = ("train", "val", "test")
 
 
 def entry_slice(entry: Mapping, stage: str, plugins=()) -> dict:
@@ -179,4 +178,4 @@ class RunSpec:
                 if k not in needs or needs[k] in self.given}
 
 
-__all__ = ["RunSpec", "SECTIONS", "PROVENANCE_KEYS", "PARAMS_FORMAT", "FOLDS", "entry_slice"]
+__all__ = ["RunSpec", "SECTIONS", "PROVENANCE_KEYS", "PARAMS_FORMAT", "entry_slice"]

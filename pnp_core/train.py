@@ -131,7 +131,7 @@ def resolve_run(run: dict, training: dict) -> dict:
 
 def load_metrics(path, ids: np.ndarray, theta: np.ndarray, scaler) -> np.ndarray:
     """M (n, P, P) float64 of ``ids`` (sorted) in ``scaler``'s rescaling; non-finite M → DataError."""
-    from pnp_core.metric_file import MetricTable, metric_in_rescaling, read_metric
+    from pnp_core.metric_file import metric_in_rescaling, read_metric
 
     table = read_metric(path)
     if not np.array_equal(table.ids, ids):
@@ -143,8 +143,7 @@ def load_metrics(path, ids: np.ndarray, theta: np.ndarray, scaler) -> np.ndarray
     if bad.any():
         raise DataError(f"{path}: M of sample id {int(table.ids[bad][0])} is not finite "
                         f"({int(bad.sum())} sample(s) in total); recompute its Jacobian shard")
-    return metric_in_rescaling(MetricTable(table.ids, table.M, table.eig, table.meta), theta,
-                               scaler)
+    return metric_in_rescaling(table, theta, scaler)
 
 
 def fingerprint(obj) -> str:

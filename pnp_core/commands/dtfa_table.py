@@ -15,7 +15,8 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     import pandas as pd
 
-    from pnp_core.dtfa import TRACES_FORMAT, summarise, write_table_csv
+    from pnp_core.dtfa import TRACES_FORMAT, summarise
+    from pnp_core.io import write_csv
     from pnp_core.io import read_table
 
     parts = []
@@ -23,7 +24,7 @@ def run(args) -> int:
         table = read_table(path, TRACES_FORMAT, what="DTFA traces (pnp match-grid)")
         parts.append(summarise(table.data, float(table.meta["tolerance"])))
     out = pd.concat(parts, ignore_index=True)
-    write_table_csv(out, args.out)
+    write_csv(out, args.out)
     print(out.to_string(index=False))
     print(f"→ {args.out}")
     return 0

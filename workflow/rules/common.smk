@@ -3,11 +3,11 @@ import json
 
 import pandas as pd
 
+from pnp_core.datasets import FOLDS
 from pnp_core.metric_file import n_shards, shard_name
 from pnp_core.spec import RunSpec, entry_slice
 
 SYNTHS = list(config["synths"])
-FOLDS = ["train", "val", "test"]
 
 
 wildcard_constraints:

@@ -65,6 +65,7 @@ RUN_DEFAULTS = {
     "clip": "none",
     "damping": None,            # None = training.damping.schedule
     "damping_matrix": None,     # None = training.damping.matrix
+    "representation": None,     # PNP's metric: None = the entry's feature; "mss" = the MSS metric
     "epochs": None,             # None = training.epochs (pretrain/fine-tune halve it)
     "seed": 0,
 }
@@ -129,11 +130,20 @@ def resolve_run(run: dict, training: dict) -> dict:
     return out
 
 
-def load_metrics(path, ids: np.ndarray, theta: np.ndarray, scaler) -> np.ndarray:
-    """M (n, P, P) float64 of ``ids`` (sorted) in ``scaler``'s rescaling; non-finite M → DataError."""
+def load_metrics(path, ids: np.ndarray, theta: np.ndarray, scaler,
+                 feature: str | None = None) -> np.ndarray:
+    """M (n, P, P) float64 of ``ids`` (sorted) in ``scaler``'s rescaling; non-finite M → DataError.
+
+    ``feature``, when given, is the representation the metric must have been computed with
+    (its provenance says which), so a PNP-MSS run cannot silently train on a JTFS metric.
+    """
     from pnp_core.metric_file import metric_in_rescaling, read_metric
 
     table = read_metric(path)
+    got = table.meta.get("provenance", {}).get("feature")
+    if feature is not None and got is not None and got != feature:
+        raise DataError(f"{path}: a metric of the {got!r} representation, but this run needs "
+                        f"{feature!r} (run setting 'representation')")
     if not np.array_equal(table.ids, ids):
         missing = np.setdiff1d(ids, table.ids)
         raise DataError(f"{path}: its ids do not match the fold of the params table "
@@ -217,8 +227,10 @@ class Run:
             if not metrics or "train" not in metrics or "val" not in metrics:
                 raise ConfigError("a PNP run needs the merged metrics of the train and val folds "
                                   "(add them to config key 'jacobian.folds')")
+            rep = self.run["representation"] or spec.entry["feature"]["type"]
             for fold in ("train", "val"):
-                M = load_metrics(metrics[fold], self.ids[fold], folds[fold][1], self.scaler)
+                M = load_metrics(metrics[fold], self.ids[fold], folds[fold][1], self.scaler,
+                                 feature=rep)
                 self.M[fold] = torch.as_tensor(M, device=self.device)
             eig = np.linalg.eigvalsh(self.M["train"].cpu().numpy())
             mu = training["mu"]

@@ -68,6 +68,7 @@ CASES = [
     {"loss": "pnp", "optimizer": "sophia"}, {"loss": "pnp", "clip": "norm"},
     {"loss": "pnp", "damping": "constant"}, {"loss": "pnp", "damping": "scheduled"},
     {"loss": "pnp", "damping_matrix": "diag"}, {"loss": "pnp", "damping_matrix": "mean"},
+    {"loss": "pnp", "representation": "mss"},
 ]
 
 
@@ -113,6 +114,22 @@ def test_resume_after_interruption_equals_uninterrupted(data, tmp_path):
     assert np.isfinite(straight[["train_loss", "val_loss", "val_ploss"]].to_numpy()).all()
     hist = pd.read_parquet(tmp_path / "a" / "history.parquet")
     assert list(hist["epoch"]) == [1, 2, 3, 4]
+
+
+def test_metric_of_another_representation_is_refused(data, tmp_path):
+    """A PNP-MSS run given the JTFS metric (or the reverse) stops, naming the file."""
+    spec, params, paths = data
+    from pnp_core.metric_file import read_metric
+
+    tagged = {}
+    for fold in ("train", "val"):
+        t = read_metric(paths[fold])
+        tagged[fold] = tmp_path / f"{fold}.parquet"
+        write_metric(tagged[fold], t.ids, t.M, t.eig,
+                     {**t.meta, "provenance": {"feature": "jtfs"}})
+    Run(spec, params, {"loss": "pnp"}, training_config(), tagged)   # jtfs = the entry's own
+    with pytest.raises(DataError, match="'jtfs' representation, but this run needs 'mss'"):
+        Run(spec, params, {"loss": "pnp", "representation": "mss"}, training_config(), tagged)
 
 
 def test_other_settings_do_not_resume_a_stale_checkpoint(data, tmp_path):

@@ -10,10 +10,16 @@ from pnp_core.spec import RunSpec, entry_slice
 SYNTHS = list(config["synths"])
 
 
+#: the metric's representation, as a path part of results/jacobian/{synth}/{rep}{fold}…:
+#: "" = the entry's own feature (JTFS), "mss/" = the MSS of training.mss (metric_feature)
+METRIC_REPS = {"": None, "mss/": "mss"}
+
+
 wildcard_constraints:
     synth="|".join(SYNTHS),
     fold="|".join(FOLDS),
     shard=r"\d{4}",
+    rep="|".join(f"(?:{r})" for r in METRIC_REPS),
 
 
 def entry_json(stage):
@@ -28,6 +34,28 @@ def entry_json(stage):
     return slice_json
 
 
+def metric_feature(rep):
+    """The feature entry of the metric representation `rep` (None: the synth entry's own)."""
+    if METRIC_REPS[rep] == "mss":  # the MSS the DDSP-MSS loss uses, so PNP-MSS and DDSP-MSS agree
+        return {"type": "mss", "settings": config["training"]["mss"]}
+    return None
+
+
+def metric_entry_json(wildcards):
+    """Params function: entry_json("jacobian"), with the feature of representation {rep}."""
+    entry = entry_slice(config["synths"][wildcards.synth], "jacobian", config["plugins"])
+    feature = metric_feature(wildcards.rep)
+    if feature is not None:
+        entry["feature"] = feature
+    return json.dumps(entry, sort_keys=True)
+
+
+def metric_path(synth, fold, representation=None):
+    """The merged metric of `fold` in `representation` (None: the entry's own feature)."""
+    rep = {v: k for k, v in METRIC_REPS.items()}[representation]
+    return f"results/jacobian/{synth}/{rep}{fold}.parquet"
+
+
 def fold_size(synth, fold):
     """Samples in `fold` of `synth`, from the dataset design (no checkpoint needed)."""
     return RunSpec.from_config(config, synth).fold_sizes()[fold]
@@ -37,7 +65,7 @@ def jacobian_shards(wildcards):
     """Input function: the shard files of {synth}/{fold}, ceil(fold size / shard_size)."""
     size = fold_size(wildcards.synth, wildcards.fold)
     count = n_shards(size, config["jacobian"]["shard_size"])
-    folder = f"results/jacobian/{wildcards.synth}/{wildcards.fold}"
+    folder = f"results/jacobian/{wildcards.synth}/{wildcards.rep}{wildcards.fold}"
     return [f"{folder}/{shard_name(k)}" for k in range(count)]
 
 
@@ -101,20 +129,26 @@ def dtfa_targets():
 #: the loss part of a run name
 LOSS_NAMES = {"p": "p", "pnp": "pnp-jtfs", "ddsp_mss": "ddsp-mss", "ddsp_jtfs": "ddsp-jtfs"}
 #: run-row columns that are ablation values (None = the config's default)
-RUN_AXES = ["rescaling", "optimizer", "clip", "damping", "damping_matrix"]
+RUN_AXES = ["rescaling", "optimizer", "clip", "damping", "damping_matrix", "representation"]
 SUFFIX = {
     "rescaling": "rescale",
     "optimizer": "opt",
     "clip": "clip",
     "damping": "damp",
     "damping_matrix": "D",
+    "representation": "rep",
 }
 
 
 def run_name(loss, seed, stage=None, **axes):
     """A readable, stable run name: loss, the non-default ablation values, stage, seed,
-    e.g. pnp-jtfs_seed0, pnp-jtfs_D-diag_seed0, p_pretrain_seed0."""
-    parts = [LOSS_NAMES[loss]]
+    e.g. pnp-jtfs_seed0, pnp-jtfs_D-diag_seed0, p_pretrain_seed0; PNP with the MSS metric
+    is pnp-mss_seed0."""
+    axes = dict(axes)
+    if loss == "pnp" and axes.get("representation") is not None:
+        parts = [f"pnp-{axes.pop('representation')}"]
+    else:
+        parts = [LOSS_NAMES[loss]]
     parts += [f"{SUFFIX[k]}-{axes[k]}" for k in RUN_AXES if axes.get(k) is not None]
     parts += [stage] if stage else []
     return "_".join(parts + [f"seed{seed}"])
@@ -164,6 +198,7 @@ def make_run_grid(config):
                 ("damping", "scheduled", ("pnp",)),
                 ("damping_matrix", "diag", ("pnp",)),
                 ("damping_matrix", "mean", ("pnp",)),
+                ("representation", "mss", ("pnp",)),
             ):
                 if axis in axes:
                     for loss in losses:
@@ -205,16 +240,20 @@ def training_json(wildcards):
 
 
 def train_inputs(wildcards):
-    """Input function of the train rule: params, merged metrics (PNP), pretrained model."""
+    """Input function of the train and finetune rules: params, merged metrics (PNP runs)."""
     row = run_row(wildcards)
     synth = wildcards.synth
     inputs = {"params": f"results/data/{synth}/params.parquet"}
     if row["loss"] == "pnp":
-        inputs["metric_train"] = f"results/jacobian/{synth}/train.parquet"
-        inputs["metric_val"] = f"results/jacobian/{synth}/val.parquet"
-    if isinstance(row["init"], str):
-        inputs["init"] = f"results/runs/{synth}/{row['init']}/model.pt"
+        rep = None if pd.isna(row["representation"]) else row["representation"]
+        inputs["metric_train"] = metric_path(synth, "train", rep)
+        inputs["metric_val"] = metric_path(synth, "val", rep)
     return inputs
+
+
+def pretrained_model(wildcards):
+    """Input function of the finetune rule: model.pt of the run's pretraining run."""
+    return f"results/runs/{wildcards.synth}/{run_row(wildcards)['init']}/model.pt"
 
 
 def train_extra_args(wildcards, input):

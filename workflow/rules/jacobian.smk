@@ -1,14 +1,16 @@
 # The metric M(θ) = JᵀJ of every sample: sharded forward-mode Jacobians, merge, summary.
 # Shard counts follow from the dataset design (no checkpoint): ceil(fold size / shard_size).
+# {rep} is "" for the synth entry's own feature (JTFS) and "mss/" for the MSS metric of the
+# representation ablation (common.smk: METRIC_REPS), e.g. results/jacobian/ftm/mss/train.parquet.
 rule compute_jacobian:
     input:
         "results/data/{synth}/params.parquet",
     output:
-        "results/jacobian/{synth}/{fold}/shard-{shard}.parquet",
+        "results/jacobian/{synth}/{rep}{fold}/shard-{shard}.parquet",
     log:
-        "logs/compute_jacobian/{synth}/{fold}/shard-{shard}.log",
+        "logs/compute_jacobian/{synth}/{rep}{fold}/shard-{shard}.log",
     benchmark:
-        "results/benchmarks/rules/compute_jacobian/{synth}/{fold}/shard-{shard}.tsv"
+        "results/benchmarks/rules/compute_jacobian/{synth}/{rep}{fold}/shard-{shard}.tsv"
     conda:
         "../../environment.yml"
     threads: config["jacobian"]["threads"]
@@ -17,7 +19,7 @@ rule compute_jacobian:
         mem_mb=config["jacobian"]["mem_mb"],
         runtime=config["jacobian"]["runtime"],
     params:
-        entry=entry_json("jacobian"),
+        entry=metric_entry_json,
         shard_size=config["jacobian"]["shard_size"],
         batch_size=config["jacobian"]["batch_size"],
         method=config["jacobian"]["method"],
@@ -37,18 +39,18 @@ rule merge_jacobian:
         params="results/data/{synth}/params.parquet",
         shards=jacobian_shards,
     output:
-        "results/jacobian/{synth}/{fold}.parquet",
+        "results/jacobian/{synth}/{rep}{fold}.parquet",
     log:
-        "logs/merge_jacobian/{synth}/{fold}.log",
+        "logs/merge_jacobian/{synth}/{rep}{fold}.log",
     benchmark:
-        "results/benchmarks/rules/merge_jacobian/{synth}/{fold}.tsv"
+        "results/benchmarks/rules/merge_jacobian/{synth}/{rep}{fold}.tsv"
     conda:
         "../../environment.yml"
     resources:
         mem_mb=4000,
         runtime=30,
     params:
-        entry=entry_json("jacobian"),
+        entry=metric_entry_json,
     shell:
         "pnp merge-jacobian --entry {params.entry:q} --params {input.params}"
         " --fold {wildcards.fold} --out {output} {input.shards} > {log} 2>&1"
@@ -56,14 +58,14 @@ rule merge_jacobian:
 
 rule summarise_jacobian:
     input:
-        "results/jacobian/{synth}/{fold}.parquet",
+        "results/jacobian/{synth}/{rep}{fold}.parquet",
     output:
-        summary="results/jacobian/{synth}/{fold}.summary.parquet",
-        quantiles="results/jacobian/{synth}/{fold}.quantiles.parquet",
+        summary="results/jacobian/{synth}/{rep}{fold}.summary.parquet",
+        quantiles="results/jacobian/{synth}/{rep}{fold}.quantiles.parquet",
     log:
-        "logs/summarise_jacobian/{synth}/{fold}.log",
+        "logs/summarise_jacobian/{synth}/{rep}{fold}.log",
     benchmark:
-        "results/benchmarks/rules/summarise_jacobian/{synth}/{fold}.tsv"
+        "results/benchmarks/rules/summarise_jacobian/{synth}/{rep}{fold}.tsv"
     localrule: True
     conda:
         "../../environment.yml"

@@ -1,6 +1,10 @@
 # Training: one job per run of the grid (common.smk: make_run_grid). Checkpoints in
 # results/runs/{synth}/{run}/checkpoint/ are not outputs, so Snakemake never deletes them
 # and a restarted job resumes from checkpoint/last.pt.
+#
+# Pretraining is two rules: `train` runs p_pretrain_seed{k} (P-loss, half the epochs) like
+# any run, and `finetune` (the same command, plus --init-model) trains *_finetune_seed{k}
+# from that run's model.pt.
 
 
 wildcard_constraints:
@@ -35,6 +39,21 @@ rule train:
         "pnp train --entry {params.entry:q} --params {input.params} --run {params.run:q}"
         " --training {params.training:q} {params.extra} --device {params.device}"
         " --threads {threads} --no-progress --out-dir {params.out_dir} > {log} 2>&1"
+
+
+use rule train as finetune with:
+    input:
+        unpack(train_inputs),
+        init=pretrained_model,
+    log:
+        "logs/finetune/{synth}/{run}.log",
+    benchmark:
+        "results/benchmarks/rules/finetune/{synth}/{run}.tsv"
+    wildcard_constraints:
+        run=r"[A-Za-z0-9][A-Za-z0-9_.-]*_finetune_seed\d+",
+
+
+ruleorder: finetune > train
 
 
 rule ablations:

@@ -74,40 +74,40 @@ def test_pnp_gradient_tends_to_p_loss_gradient_as_lambda_grows():
     assert errors[2] < 1e-4
 
 
-@pytest.mark.slow  # ~30 s: a laptop-JTFS Jacobian and feature gradients in float64
+@pytest.mark.slow  # ~20 s: a laptop-JTFS Jacobian and feature gradients in float64
 def test_pnp_gradient_matches_the_feature_distance_near_the_target():
-    """λ = 0, ν̂ near ν: ∇PNP ≈ ∇ ½‖Φ(g(h⁻¹(ν̂))) − Φ(g(h⁻¹(ν)))‖² (float64, laptop JTFS).
+    """λ = 0, ‖ν̂ − ν‖∞ = 1e−3: ∇PNP ≈ ∇ ½‖Φ(g(h⁻¹(ν̂))) − Φ(g(h⁻¹(ν)))‖² within 5 %
+    (float64, the laptop JTFS; measured ≤ 0.4 % on these samples).
 
-    The two agree to first order in Δ = ν̂ − ν: the relative error shrinks ∝ ‖Δ‖. How
-    small Δ must be depends on the curvature of the sample (M's eigenvalues reach 1e7–1e8
-    here): at ‖Δ‖∞ = 1e−3 it ranges from 5e−4 to 0.5 across these AM/FM samples, and at
-    1e−5 it is below 1 %.
+    The sound must hold its Gaussian window (σ = 0.2/γ s, up to 0.4 s): the frame is the
+    paper's 4 s, at 4096 Hz to keep the cost of 16384 samples. On a frame that cuts the
+    window, the JTFS oscillates with the carrier's phase at the edges and M becomes far
+    more curved: on 1 s (8192 Hz) M's top eigenvalue reached 3e7 instead of ~1e5 and the
+    two gradients differed by up to 130 % at 1e−3; on 2 s (the laptop's 16384 samples at
+    8192 Hz, edges at 2.5σ for γ = 0.5) by up to 11 %.
     """
-    synth = get_synth("amfm", sr=8192, n_samples=8192)
-    feature = get_feature("jtfs", n_samples=8192, J=8, Q=(12, 1), Q_fr=1, F=2, T="global")
+    synth = get_synth("amfm", sr=4096, n_samples=16384)
+    feature = get_feature("jtfs", n_samples=16384, J=8, Q=(12, 1), Q_fr=1, F=2, T="global")
     space = synth.space
     gen = np.random.default_rng(0)
     lo, hi = space.to_natural(space.low), space.to_natural(space.high)
     theta_train = space.from_natural(lo + gen.uniform(0.2, 0.8, size=(64, len(space))) * (hi - lo))
     scaler = Scaler.fit(space, "logminmax", theta_train)
     F = forward_map(synth, feature, scaler)
-    nu = scaler.forward(torch.as_tensor(theta_train[:2]))
+    nu = scaler.forward(torch.as_tensor(theta_train[:4]))
     J = jacobian_jvp(F, nu)              # (B, K, P), as the Jacobian stage computes it
     M = J.transpose(1, 2) @ J
     rng = torch.Generator().manual_seed(5)
-    for b in range(2):
+    errors = []
+    for b in range(len(nu)):
         step = torch.randn(1, len(space), generator=rng, dtype=torch.float64)
-        step = step / step.abs().max()
-        errors = []
-        for eps in (1e-4, 1e-5):
-            nu_hat = (nu[b:b + 1] + eps * step).requires_grad_()
-            g_pnp, = torch.autograd.grad(pnp_loss(nu_hat, nu[b:b + 1], M[b:b + 1]), nu_hat)
-            nu_hat2 = nu_hat.detach().clone().requires_grad_()
-            dist = 0.5 * ((F(nu_hat2) - F(nu[b:b + 1]).detach()) ** 2).sum()
-            g_phi, = torch.autograd.grad(dist, nu_hat2)
-            errors.append(((g_pnp - g_phi).norm() / g_phi.norm()).item())
-        assert errors[1] < 0.05, (b, errors)
-        assert errors[1] < errors[0] / 3, (b, errors)   # first-order agreement
+        nu_hat = (nu[b:b + 1] + 1e-3 * step / step.abs().max()).requires_grad_()
+        g_pnp, = torch.autograd.grad(pnp_loss(nu_hat, nu[b:b + 1], M[b:b + 1]), nu_hat)
+        nu_hat2 = nu_hat.detach().clone().requires_grad_()
+        dist = 0.5 * ((F(nu_hat2) - F(nu[b:b + 1]).detach()) ** 2).sum()
+        g_phi, = torch.autograd.grad(dist, nu_hat2)
+        errors.append(((g_pnp - g_phi).norm() / g_phi.norm()).item())
+    assert max(errors) < 0.05, errors
 
 
 def test_auto_mu_puts_pnp_on_the_p_loss_scale():

@@ -54,6 +54,9 @@ VALUES = ("jtfs", "micro", "mss", "param_err", "sec_per_epoch")
 TEST_SEEDS = "paired t-test over seeds (run means of jtfs_dist)"
 TEST_SAMPLES = "Wilcoxon signed-rank over paired test samples (jtfs_dist)"
 
+#: the tests' names in the Markdown tables (the notes spell them out)
+SHORT_TESTS = {TEST_SEEDS: "paired t (seeds)", TEST_SAMPLES: "Wilcoxon (samples)"}
+
 EVAL_FORMAT = "pnp-eval/1"
 HISTORY_FORMAT = "pnp-history/1"
 
@@ -235,8 +238,11 @@ def markdown(df: pd.DataFrame, title: str, notes: list[str] = ()) -> str:
     for _, row in df.iterrows():
         cells = [_fmt(row[c]) for c in cols]
         cells += [f"{_fmt(row[f'{k}_mean'])} ± {_fmt(row[f'{k}_std'])}" for k, _ in pairs]
-        cells += [_fmt(row[c]) if not (c == "test" and row["role"] == "baseline") else "—"
-                  for c, _ in extra]
+        if extra and row["role"] == "baseline":
+            cells += ["baseline", "—", "—", "—"]
+        elif extra:
+            cells += ["variant", SHORT_TESTS.get(row["test"], row["test"]), _fmt(row["n_pairs"]),
+                      _fmt(row["p_value"])]
         lines.append("| " + " | ".join(cells) + " |")
     lines += [""] + [f"- {n}" for n in notes]
     return "\n".join(lines) + "\n"
@@ -252,8 +258,9 @@ def table_notes(df: pd.DataFrame) -> list[str]:
     if len(df) and (df["n_runs"] == 1).any():
         notes.append("std is NaN where a row has a single run (one seed): no spread to report.")
     if "test" in df.columns:
-        notes.append(f"Tests vs the baseline row (two-sided, on jtfs_dist): with ≥ 2 seeds a "
-                     f"{TEST_SEEDS}; with one seed a {TEST_SAMPLES} (same test ids).")
+        notes.append(f"Tests vs the baseline row (two-sided, on jtfs_dist): paired t (seeds) = "
+                     f"{TEST_SEEDS}, used with ≥ 2 seeds; Wilcoxon (samples) = {TEST_SAMPLES} "
+                     "(same test ids), used with one seed.")
     return notes
 
 

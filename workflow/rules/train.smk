@@ -40,3 +40,4 @@ rule train:
 rule ablations:
     input:
         run_targets("ablation"),
+        ablation_table_targets(),

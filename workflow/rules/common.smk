@@ -257,24 +257,31 @@ ABLATION_TABLES = ["rescaling", "pretraining", "representation", "optimizer", "d
 
 
 def run_axis(row):
-    """The ablation table of an ablation run: its changed grid column, or pretraining."""
+    """The ablation table of an ablation run: its changed grid column, pretraining, or
+    representation (a run named after another representation than its loss's, pnp-mss)."""
     for col, axis in TABLE_AXES.items():
         if col in row.index and not pd.isna(row[col]):
             return axis
     if isinstance(row["init"], str) or "_pretrain_" in row["name"]:
         return "pretraining"
+    if row["name"].split("_")[0] != LOSS_NAMES.get(row["loss"]):
+        return "representation"
     raise ValueError(f"run {row['synth']}/{row['name']}: no ablation axis")
 
 
 def baseline_row(row):
-    """The Table-1 run an ablation run is compared with: same synth, seed and loss."""
-    rows = RUNS[
+    """The Table-1 run an ablation run is compared with: same synth, seed and loss (or
+    loss family: pnp for a pnp_* loss)."""
+    same = (
         (RUNS["group"] == "table1")
         & (RUNS["synth"] == row["synth"])
         & (RUNS["seed"] == row["seed"])
-        & (RUNS["loss"] == row["loss"])
-    ]
-    return rows.iloc[0]
+    )
+    for loss in (row["loss"], row["loss"].split("_")[0]):
+        rows = RUNS[same & (RUNS["loss"] == loss)]
+        if len(rows):
+            return rows.iloc[0]
+    raise ValueError(f"run {row['synth']}/{row['name']}: no Table-1 run to compare with")
 
 
 def table_entry(row, **extra):

@@ -44,9 +44,8 @@ state of the reference space), ``param_names``, ``n_clamped``, ``mu``, ``sources
 
 from __future__ import annotations
 
-import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -55,8 +54,6 @@ import torch
 
 from pnp_core.errors import DataError
 from pnp_core.io import write_table
-
-log = logging.getLogger(__name__)
 
 EVAL_FORMAT = "pnp-eval/1"
 PREDICTIONS_FORMAT = "pnp-predictions/1"
@@ -138,7 +135,6 @@ class EvalInputs:
     features: Path
     metric: Path | None = None
     loss_metric: Path | None = None
-    sources: dict = field(default_factory=dict)
 
 
 def _check_provenance(path, theirs: dict, ours: dict, what: str) -> None:

@@ -26,6 +26,7 @@ include: "workflow/rules/features.smk"
 include: "workflow/rules/jacobian.smk"
 include: "workflow/rules/dtfa.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
 
 
 rule all:

@@ -28,6 +28,10 @@ COMMANDS = {
     "dtfa-figure": "dtfa_figure",
     "match": "match",
     "train": "train",
+    # evaluation and tables (pnp_core.evaluate, pnp_core.tables)
+    "evaluate": "evaluate",
+    "table1": "table1",
+    "ablation-table": "ablation_table",
 }
 
 

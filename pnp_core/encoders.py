@@ -56,7 +56,8 @@ def cqt_settings(cqt: dict, sr: int) -> dict:
 
 
 class CQTFrontEnd(nn.Module):
-    """x (B, N) → |log1p(CQT(x)/ε)| (B, 1, n_bins, frames), float32."""
+    """x (B, N) → |log1p(CQT(x)/ε)| (B, 1, n_bins, frames), in the module's dtype (float32
+    unless converted, e.g. ``.double()`` for evaluation)."""
 
     def __init__(self, sr: int, fmin: float, n_bins: int, bins_per_octave: int = 12,
                  hop_length: int = 256, log_eps: float = 1e-3) -> None:
@@ -69,7 +70,7 @@ class CQTFrontEnd(nn.Module):
         self.log_eps = float(log_eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        S = self.cqt(x.float())
+        S = self.cqt(x.to(self.cqt.cqt_kernels_real.dtype))
         return torch.log1p(S / self.log_eps).abs().unsqueeze(1)
 
 

@@ -62,7 +62,8 @@ def test_dataset_rule_default_and_paper_fold_sizes(workdir):
 
 @pytest.mark.slow
 def test_default_config_builds_everything(workdir):
-    """`snakemake --cores 2` on the laptop config: datasets, features, metrics, trainings."""
+    """`snakemake --cores 2` on the laptop config: datasets, features, metrics, trainings,
+    evaluations and Table 1."""
     snakemake(workdir, "--cores", "2")
     params = pd.read_parquet(workdir / "results/data/ftm/params.parquet")
     merged = pd.read_parquet(workdir / "results/jacobian/ftm/train.parquet")
@@ -79,6 +80,14 @@ def test_default_config_builds_everything(workdir):
             cols = ["train_loss", "val_loss", "val_ploss", "lr", "seconds"]
             assert len(hist) >= 1 and np.isfinite(hist[cols].to_numpy()).all(), (synth, run)
             assert (workdir / f"results/runs/{synth}/{run}/checkpoint/last.pt").exists()
+    # Table 1: every row finite, every test sample evaluated
+    table = pd.read_csv(workdir / "results/table1.csv")
+    assert len(table) == 8 and (table["n_runs"] == 1).all()
+    cols = ["jtfs_mean", "micro_mean", "mss_mean", "param_err_mean", "sec_per_epoch_mean"]
+    assert np.isfinite(table[cols].to_numpy()).all()
+    for synth in ("ftm", "amfm"):
+        folds = pd.read_parquet(workdir / f"results/data/{synth}/params.parquet")["fold"]
+        assert (table.loc[table["synth"] == synth, "n_test"] == (folds == "test").sum()).all()
     # a second run has nothing to do
     proc = snakemake(workdir, "--cores", "2", "-n")
     assert "Nothing to be done" in proc.stdout + proc.stderr

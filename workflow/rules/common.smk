@@ -82,6 +82,7 @@ def all_targets():
         ext=[".parquet", ".summary.parquet", ".quantiles.parquet"],
     )
     targets += run_targets("table1")  # the trainings Table 1 needs (run grid below)
+    targets += ["results/table1.csv", "results/table1.md"]  # evaluate.smk
     return targets
 
 
@@ -277,3 +278,130 @@ def run_targets(group):
         for s, n in zip(rows["synth"], rows["name"])
         for f in ("model.pt", "history.parquet")
     ]
+
+
+# -- evaluation and tables (workflow/rules/evaluate.smk) ------------------------------------------
+
+#: ablation table of a grid column: a run belongs to the axis of its first non-default value
+TABLE_AXES = {
+    "representation": "representation",
+    "rescaling": "rescaling",
+    "optimizer": "optimizer",
+    "clip": "optimizer",
+    "damping": "damping",
+    "damping_matrix": "damping",
+}
+#: order of the ablation tables
+ABLATION_TABLES = ["rescaling", "pretraining", "representation", "optimizer", "damping"]
+
+
+def run_axis(row):
+    """The ablation table of an ablation run: its changed grid column, pretraining, or
+    representation (a run named after another representation than its loss's, pnp-mss)."""
+    for col, axis in TABLE_AXES.items():
+        if col in row.index and not pd.isna(row[col]):
+            return axis
+    if isinstance(row["init"], str) or "_pretrain_" in row["name"]:
+        return "pretraining"
+    if row["name"].split("_")[0] != LOSS_NAMES.get(row["loss"]):
+        return "representation"
+    raise ValueError(f"run {row['synth']}/{row['name']}: no ablation axis")
+
+
+def baseline_row(row):
+    """The Table-1 run an ablation run is compared with: same synth, seed and loss (or
+    loss family: pnp for a pnp_* loss)."""
+    same = (
+        (RUNS["group"] == "table1")
+        & (RUNS["synth"] == row["synth"])
+        & (RUNS["seed"] == row["seed"])
+    )
+    for loss in (row["loss"], row["loss"].split("_")[0]):
+        rows = RUNS[same & (RUNS["loss"] == loss)]
+        if len(rows):
+            return rows.iloc[0]
+    raise ValueError(f"run {row['synth']}/{row['name']}: no Table-1 run to compare with")
+
+
+def table_entry(row, **extra):
+    """One run of a run list (pnp_core.tables): identity and the files a table reads."""
+    s, n = row["synth"], row["name"]
+    return {
+        "synth": s,
+        "name": n,
+        "loss": row["loss"],
+        "seed": int(row["seed"]),
+        "metrics": f"results/eval/{s}/{n}/metrics.parquet",
+        "history": f"results/runs/{s}/{n}/history.parquet",
+        **extra,
+    }
+
+
+def table_runs(kind):
+    """The run list of Table 1 (kind 'table1') or of one ablation table (kind = axis)."""
+    if kind == "table1":
+        return [table_entry(r) for _, r in RUNS[RUNS["group"] == "table1"].iterrows()]
+    runs, seen = [], set()
+    for _, row in RUNS[RUNS["group"] == "ablation"].iterrows():
+        if run_axis(row) != kind:
+            continue
+        base = baseline_row(row)
+        group = base["name"].rsplit("_seed", 1)[0]
+        if (base["synth"], base["name"]) not in seen:
+            seen.add((base["synth"], base["name"]))
+            runs.append(table_entry(base, axis=kind, role="baseline", baseline=group))
+        runs.append(table_entry(row, axis=kind, role="variant", baseline=group))
+    return runs
+
+
+def table_runs_json(kind):
+    """Params function: the run list of a table as JSON for --runs."""
+
+    def runs_json(wildcards):
+        return json.dumps({"runs": table_runs(wildcards.get("axis", kind))}, sort_keys=True)
+
+    return runs_json
+
+
+def table_inputs(kind):
+    """Input function: the evaluations and histories a table reads."""
+
+    def inputs(wildcards):
+        runs = table_runs(wildcards.get("axis", kind))
+        return {"metrics": [r["metrics"] for r in runs], "histories": [r["history"] for r in runs]}
+
+    return inputs
+
+
+def ablation_table_targets():
+    """results/tables/ablation_{axis}.csv and .md of every axis the grid trains."""
+    rows = RUNS[RUNS["group"] == "ablation"]
+    have = {run_axis(r) for _, r in rows.iterrows()}
+    axes = [a for a in ABLATION_TABLES if a in have]
+    return expand("results/tables/ablation_{axis}.{ext}", axis=axes, ext=["csv", "md"])
+
+
+def evaluate_inputs(wildcards):
+    """Input function of the evaluate rule: model, params, test features, test metrics."""
+    row = run_row(wildcards)
+    synth = wildcards.synth
+    inputs = {
+        "params": f"results/data/{synth}/params.parquet",
+        "model": f"results/runs/{synth}/{wildcards.run}/model.pt",
+        "features": f"results/features/{synth}/test.pt",
+    }
+    if "test" in config["jacobian"]["folds"]:
+        inputs["metric"] = f"results/jacobian/{synth}/test.parquet"
+        rep = row["representation"] if "representation" in row.index else None
+        if row["loss"] == "pnp" and isinstance(rep, str) and rep != "jtfs":
+            inputs["loss_metric"] = f"results/jacobian/{synth}/{rep}/test.parquet"
+    return inputs
+
+
+def evaluate_extra_args(wildcards, input):
+    """Params function: --metric / --loss-metric when the test-fold metrics exist."""
+    args = []
+    for key, flag in (("metric", "--metric"), ("loss_metric", "--loss-metric")):
+        if key in input.keys():
+            args.append(f"{flag} {input[key]}")
+    return " ".join(args)

@@ -59,3 +59,4 @@ ruleorder: finetune > train
 rule ablations:
     input:
         run_targets("ablation"),
+        ablation_table_targets(),

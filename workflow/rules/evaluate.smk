@@ -1,0 +1,71 @@
+# Evaluation of every trained run on the whole test fold, then Table 1 and the ablation
+# tables (pnp_core.evaluate, pnp_core.tables; docs/evaluation.md). Which runs a table holds
+# comes from the run grid (common.smk: table_runs) and is passed to the command as JSON.
+
+
+wildcard_constraints:
+    axis="|".join(ABLATION_TABLES),
+
+
+rule evaluate:
+    input:
+        unpack(evaluate_inputs),
+    output:
+        metrics="results/eval/{synth}/{run}/metrics.parquet",
+        predictions="results/eval/{synth}/{run}/predictions.parquet",
+    log:
+        "logs/evaluate/{synth}/{run}.log",
+    benchmark:
+        "results/benchmarks/rules/evaluate/{synth}/{run}.tsv"
+    conda:
+        "../../environment.yml"
+    threads: config["evaluation"]["threads"]
+    resources:
+        gpu=1,
+        mem_mb=config["evaluation"]["mem_mb"],
+        runtime=config["evaluation"]["runtime"],
+    params:
+        entry=entry_json("train"),
+        training=training_json,
+        extra=evaluate_extra_args,
+        batch_size=config["evaluation"]["batch_size"],
+        device=config["device"],
+    shell:
+        "pnp evaluate --entry {params.entry:q} --params {input.params} --model {input.model}"
+        " --features {input.features} {params.extra} --training {params.training:q}"
+        " --batch-size {params.batch_size} --device {params.device} --threads {threads}"
+        " --no-progress --metrics-out {output.metrics}"
+        " --predictions-out {output.predictions} > {log} 2>&1"
+
+
+rule table1:
+    input:
+        unpack(table_inputs("table1")),
+    output:
+        csv="results/table1.csv",
+        md="results/table1.md",
+    log:
+        "logs/table1.log",
+    conda:
+        "../../environment.yml"
+    params:
+        runs=table_runs_json("table1"),
+    shell:
+        "pnp table1 --runs {params.runs:q} --csv {output.csv} --md {output.md} > {log} 2>&1"
+
+
+rule ablation_table:
+    input:
+        unpack(table_inputs(None)),
+    output:
+        csv="results/tables/ablation_{axis}.csv",
+        md="results/tables/ablation_{axis}.md",
+    log:
+        "logs/ablation_table/{axis}.log",
+    conda:
+        "../../environment.yml"
+    params:
+        runs=table_runs_json(None),
+    shell:
+        "pnp ablation-table --axis {wildcards.axis} --runs {params.runs:q} --csv {output.csv}"
+        " --md {output.md} > {log} 2>&1"

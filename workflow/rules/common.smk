@@ -177,6 +177,7 @@ def make_run_grid(config):
                     "loss": loss,
                     "seed": seed,
                     "init": init,
+                    "stage": stage,
                     "epochs": epochs,
                     **{k: axes.get(k) for k in RUN_AXES},
                 }
@@ -296,15 +297,12 @@ ABLATION_TABLES = ["rescaling", "pretraining", "representation", "optimizer", "d
 
 
 def run_axis(row):
-    """The ablation table of an ablation run: its changed grid column, pretraining, or
-    representation (a run named after another representation than its loss's, pnp-mss)."""
+    """The ablation table of an ablation run: its changed grid column, or pretraining."""
     for col, axis in TABLE_AXES.items():
-        if col in row.index and not pd.isna(row[col]):
+        if not pd.isna(row[col]):
             return axis
-    if isinstance(row["init"], str) or "_pretrain_" in row["name"]:
+    if isinstance(row["stage"], str):
         return "pretraining"
-    if row["name"].split("_")[0] != LOSS_NAMES.get(row["loss"]):
-        return "representation"
     raise ValueError(f"run {row['synth']}/{row['name']}: no ablation axis")
 
 
@@ -391,10 +389,9 @@ def evaluate_inputs(wildcards):
         "features": f"results/features/{synth}/test.pt",
     }
     if "test" in config["jacobian"]["folds"]:
-        inputs["metric"] = f"results/jacobian/{synth}/test.parquet"
-        rep = row["representation"] if "representation" in row.index else None
-        if row["loss"] == "pnp" and isinstance(rep, str) and rep != "jtfs":
-            inputs["loss_metric"] = f"results/jacobian/{synth}/{rep}/test.parquet"
+        inputs["metric"] = metric_path(synth, "test")
+        if row["loss"] == "pnp" and isinstance(row["representation"], str):
+            inputs["loss_metric"] = metric_path(synth, "test", row["representation"])
     return inputs
 
 

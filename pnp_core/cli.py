@@ -28,6 +28,10 @@ COMMANDS = {
     "dtfa-figure": "dtfa_figure",
     "match": "match",
     "train": "train",
+    # the paper's figures, listening material, report pages (docs/figures.md)
+    "figure": "figure",
+    "listen": "listen",
+    "report-page": "report_page",
 }
 
 

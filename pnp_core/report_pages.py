@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from pnp_core.errors import DataError
-from pnp_core.figures.style import parse_run, run_label
+from pnp_core.figures.style import METHOD_ORDER, parse_run, run_label
 from pnp_core.io import atomic_path
 from pnp_core.listen import sound_name
 
@@ -29,7 +29,7 @@ table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
 th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: right; vertical-align: top; }
 th { background: #f2f2f2; }
 td.text, th.text { text-align: left; }
-audio { width: 220px; }
+audio { width: 180px; }
 .params { font-size: 12px; color: #555; text-align: left; white-space: nowrap; }
 </style>"""
 
@@ -60,7 +60,7 @@ def mean_std_columns(df: pd.DataFrame) -> pd.DataFrame:
         if col.endswith("_mean") and f"{col[:-5]}_std" in df.columns:
             base = col[:-5]
             out[f"{base} (mean ± std)"] = [
-                _fmt(m) if not np.isfinite(s) else f"{_fmt(m)} ± {_fmt(s)}"
+                _fmt(m) if not np.isfinite(s) else f"{_fmt(m)} ± {s:.2g}"
                 for m, s in zip(df[col].astype(float), df[f"{base}_std"].astype(float))]
         else:
             out[col] = [_fmt(v) for v in df[col]]
@@ -69,7 +69,7 @@ def mean_std_columns(df: pd.DataFrame) -> pd.DataFrame:
 
 def table_html(df: pd.DataFrame) -> str:
     shown = mean_std_columns(df)
-    text = {c for c in df.columns if df[c].dtype == object}
+    text = {c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])}
     head = "".join(f"<th class='{'text' if c in text else ''}'>{html.escape(c)}</th>"
                    for c in shown.columns)
     rows = []
@@ -117,7 +117,8 @@ def write_listening_page(synth: str, run_dirs, out) -> None:
             raise DataError(f"{d}/sounds.csv: test ids {s['id'].tolist()} differ from "
                             f"{run_dirs[0]}/sounds.csv ({first['id'].tolist()}); rerun the "
                             "listen rules")
-    order = sorted(run_dirs, key=lambda d: parse_run(d.name)[0])
+    rank = {m: i for i, m in enumerate(METHOD_ORDER)}
+    order = sorted(run_dirs, key=lambda d: (rank.get(parse_run(d.name)[0], len(rank)), d.name))
     head = "<th class='text'>test sound</th><th>target g(θ)</th>" + "".join(
         f"<th>{html.escape(run_label(d.name))}<br><small>{html.escape(d.name)}</small></th>"
         for d in order)

@@ -13,7 +13,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from pnp_core.figures.style import log_axis, parse_run, pyplot, run_of_path, save_figure
+from pnp_core.figures.style import (METHOD_ORDER, log_axis, parse_run, pyplot, run_of_path,
+                                    save_figure)
 from pnp_core.listen import pair_audio, pick_sounds, read_predictions
 
 
@@ -68,6 +69,9 @@ def figure_cqt(spec, predictions_paths, n_sounds: int, pdf, png) -> list[int]:
     """Synthesise target and matches of the picked test sounds, draw :func:`plot_cqts`.
 
     Returns the ids drawn."""
+    rank = {m: i for i, m in enumerate(METHOD_ORDER)}
+    predictions_paths = sorted(predictions_paths, key=lambda p: (
+        rank.get(parse_run(run_of_path(p)[1])[0], len(rank)), str(p)))
     preds = []
     for p in predictions_paths:
         method, _, seed = parse_run(run_of_path(p)[1])

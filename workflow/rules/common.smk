@@ -270,9 +270,7 @@ def table1_files(filename, first_seed=False):
 
     def files(wildcards):
         synths = [wildcards.synth] if "synth" in wildcards.keys() else SYNTHS
-        return [
-            filename.format(synth=s, run=r) for s in synths for r in table1_runs(s, first_seed)
-        ]
+        return [filename.format(synth=s, run=r) for s in synths for r in table1_runs(s, first_seed)]
 
     return files
 
@@ -333,6 +331,8 @@ def figure_targets(ablations=False, ablation_tables=()):
         f"results/listen/{s}/{r}/{f}" for s, r in first for f in listen_files(["target", "match"])
     ]
     targets += expand("results/report/listen_{synth}.html", synth=SYNTHS)
-    tables = ["table1"] + [t.rsplit("/", 1)[-1].removesuffix(".csv") for t in ablation_tables]
+    from pathlib import Path
+
+    tables = ["table1"] + [Path(t).stem for t in ablation_tables]
     targets += expand("results/report/tables/{table}.html", table=tables)
     return targets

@@ -26,7 +26,8 @@ from pnp_core.listen import sound_name
 STYLE = """<style>
 body { font-family: system-ui, sans-serif; font-size: 14px; margin: 1em; color: #222; }
 table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
-th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: right; vertical-align: top; }
+th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: right; vertical-align: top;
+         white-space: nowrap; }
 th { background: #f2f2f2; }
 td.text, th.text { text-align: left; }
 audio { width: 180px; }

@@ -22,29 +22,41 @@ EVENTS = {"improved": ("v", "val. improved → λ × accelerator"),
           "decayed": ("s", "scheduled decay")}
 
 
+#: sideways offset between runs (epochs) and their line styles
+DODGE = 0.04
+STYLES = ("-", "--", "-.", ":")
+
+
 def plot_damping(hist: pd.DataFrame, pdf, png) -> None:
     """``hist``: stacked histories of PNP runs (:func:`~pnp_core.figures.runs.read_histories`)."""
     plt = pyplot()
     synths = list(dict.fromkeys(hist["synth"]))
-    fig, axs = plt.subplots(1, len(synths), figsize=(5.6 * len(synths), 3.8), squeeze=False,
+    fig, axs = plt.subplots(len(synths), 1, figsize=(8.5, 3.6 * len(synths)), squeeze=False,
                             layout="constrained")
     palette = plt.get_cmap("tab10")
     labels = sorted(dict.fromkeys(run_label(r) for r in hist["run"]),
                     key=lambda s: (s != "PNP-JTFS", s))
-    for ax, synth in zip(axs[0], synths):
+    for ax, synth in zip(axs[:, 0], synths):
         sub = hist[hist["synth"] == synth]
         seen_events = set()
         runs = sorted(set(sub["run"]), key=lambda r: (labels.index(run_label(r)), r))
-        for run in runs:
+        labelled = set()
+        for i, run in enumerate(runs):
             g = sub[sub["run"] == run].sort_values("epoch")
-            c = palette(labels.index(run_label(run)) % 10)
-            ax.plot(g["epoch"], g["lam"], "-", color=c, lw=1.5, label=run_label(run))
+            label = run_label(run)
+            c = palette(labels.index(label) % 10)
+            # runs often share a λ path (e.g. every epoch improved): offset them sideways
+            x = g["epoch"].to_numpy(float) + DODGE * (i - (len(runs) - 1) / 2)
+            ax.plot(x, g["lam"], STYLES[labels.index(label) % len(STYLES)], color=c, lw=1.5,
+                    label=label if label not in labelled else "_nolegend_")
+            labelled.add(label)
+            events = g["damping_event"].to_numpy() if "damping_event" in g else []
             for event, (marker, _) in EVENTS.items():
-                e = g[g.get("damping_event", pd.Series(dtype=str)) == event]
-                if len(e):
+                hit = np.asarray(events) == event
+                if hit.any():
                     seen_events.add(event)
-                    ax.plot(e["epoch"], e["lam"], marker, color=c, ms=6, mec="black",
-                            mew=0.5, ls="none")
+                    ax.plot(x[hit], g["lam"].to_numpy()[hit], marker, color=c, ms=6,
+                            mec="black", mew=0.5, ls="none")
         lam = sub["lam"].to_numpy(float)
         positive = lam[lam > 0]
         if positive.size and (lam <= 0).any():
@@ -59,8 +71,8 @@ def plot_damping(hist: pd.DataFrame, pdf, png) -> None:
                 handles.append(plt.Line2D([], [], marker=marker, color="grey", mec="black",
                                           mew=0.5, ls="none"))
                 names.append(text)
-        ax.legend(handles, names, loc="best")
-        ax.set_xlabel("epoch")
+        ax.legend(handles, names, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        ax.set_xlabel("epoch (runs offset sideways so that equal paths stay visible)")
         ax.set_ylabel("damping λ during the epoch (log)")
         ax.xaxis.get_major_locator().set_params(integer=True)
         n0 = int(np.sum(sub.groupby("run")["lam"].max() <= 0))

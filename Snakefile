@@ -17,6 +17,9 @@ load_yaml("config.yaml")
 configfile: "config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 validate_config(config, f"{workflow.basedir}/workflow/schemas/config.schema.yaml")
 
 
@@ -27,6 +30,7 @@ include: "workflow/rules/jacobian.smk"
 include: "workflow/rules/dtfa.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/figures.smk"
 
 
 rule all:

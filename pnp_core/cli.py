@@ -32,6 +32,10 @@ COMMANDS = {
     "evaluate": "evaluate",
     "table1": "table1",
     "ablation-table": "ablation_table",
+    # the paper's figures, listening material, report pages (docs/figures.md)
+    "figure": "figure",
+    "listen": "listen",
+    "report-page": "report_page",
 }
 
 

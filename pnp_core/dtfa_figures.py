@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from pnp_core.figures.style import save_figure
+
 LOSS_LABELS = {"jtfs": "JTFS", "mss": "MSS", "p": "P-loss (oracle)", "pnp": "PNP (M at init)"}
 LOSS_COLOURS = {"jtfs": "tab:blue", "mss": "tab:orange", "p": "tab:green", "pnp": "tab:red"}
 
@@ -21,16 +23,6 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
-
-
-def save_figure(fig, pdf, png, dpi: int = 150) -> None:
-    """Write ``fig`` to ``pdf`` and ``png`` atomically, then close it."""
-    from pnp_core.io import atomic_path
-
-    for path, fmt in ((pdf, "pdf"), (png, "png")):
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight")
-    _pyplot().close(fig)
 
 
 def axis_label(space, col: int) -> str:

@@ -53,10 +53,9 @@ import pandas as pd
 import torch
 
 from pnp_core.errors import DataError
+from pnp_core.formats import EVAL_FORMAT, PREDICTIONS_FORMAT
 from pnp_core.io import write_table
 
-EVAL_FORMAT = "pnp-eval/1"
-PREDICTIONS_FORMAT = "pnp-predictions/1"
 #: precision of synthesis and features during evaluation
 COMPUTE_DTYPE = torch.float64
 
@@ -150,7 +149,7 @@ def _check_provenance(path, theirs: dict, ours: dict, what: str) -> None:
 def load_targets(path, ids: np.ndarray, spec) -> torch.Tensor:
     """Φ(g(θ)) of the test fold from a feature file, checked against ``ids`` and ``spec``."""
     from pnp_core.features.fold import load_fold_features
-    from pnp_core.spec import RunSpec, SECTIONS
+    from pnp_core.spec import SECTIONS, RunSpec
 
     path = Path(path)
     if not path.exists():

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from pnp_core.errors import DataError
+from pnp_core.formats import EVAL_FORMAT, HISTORY_FORMAT
 from pnp_core.io import atomic_path, read_table, write_csv
 
 #: columns of Table 1 (and the first columns of every ablation table), in order
@@ -57,8 +58,6 @@ TEST_SAMPLES = "Wilcoxon signed-rank over paired test samples (jtfs_dist)"
 #: the tests' names in the Markdown tables (the notes spell them out)
 SHORT_TESTS = {TEST_SEEDS: "paired t (seeds)", TEST_SAMPLES: "Wilcoxon (samples)"}
 
-EVAL_FORMAT = "pnp-eval/1"
-HISTORY_FORMAT = "pnp-history/1"
 
 
 def run_group(name: str) -> str:

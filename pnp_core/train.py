@@ -46,6 +46,7 @@ import torch
 from pnp_core.damping import Damping, initial_lambda
 from pnp_core.encoders import Encoder, cqt_settings
 from pnp_core.errors import ConfigError, DataError, PnpError
+from pnp_core.formats import HISTORY_FORMAT
 from pnp_core.io import atomic_path, write_table
 from pnp_core.losses import auto_mu, ddsp_loss, p_loss, pnp_loss
 
@@ -54,7 +55,6 @@ log = logging.getLogger(__name__)
 LOSSES = ("p", "pnp", "ddsp_mss", "ddsp_jtfs")
 OPTIMIZERS = ("adam", "sophia")
 CLIPS = ("none", "norm")
-HISTORY_FORMAT = "pnp-history/1"
 MODEL_FORMAT = "pnp-model/1"
 
 #: the ablation values of a run row and their defaults (the grid in common.smk sets them)

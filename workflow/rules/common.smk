@@ -83,6 +83,7 @@ def all_targets():
     )
     targets += run_targets("table1")  # the trainings Table 1 needs (run grid below)
     targets += ["results/table1.csv", "results/table1.md"]  # evaluate.smk
+    targets += figure_targets()  # figures.smk: figures, listening WAVs, report pages
     return targets
 
 
@@ -402,3 +403,99 @@ def evaluate_extra_args(wildcards, input):
         if key in input.keys():
             args.append(f"{flag} {input[key]}")
     return " ".join(args)
+# -- figures, listening, report pages (workflow/rules/figures.smk) --------------------------------
+
+FIGURE_SOUNDS = config["figures"]["sounds"]
+
+
+def table1_runs(synth, first_seed=False):
+    """Names of the Table-1 runs of `synth` (all seeds, or only the first seed)."""
+    rows = RUNS[(RUNS["synth"] == synth) & (RUNS["group"] == "table1")]
+    if first_seed:
+        rows = rows[rows["seed"] == min(config["training"]["seeds"])]
+    return list(rows["name"])
+
+
+def damping_histories(wildcards):
+    """Input function of the λ figure: history.parquet of the PNP runs of Table 1
+    (group 'table1'), plus those of the damping ablations (group 'ablation')."""
+    keep = (RUNS["loss"] == "pnp") & (RUNS["group"] == "table1")
+    if wildcards.group == "ablation":
+        damp = RUNS["damping"].notna() | RUNS["damping_matrix"].notna()
+        keep |= (RUNS["loss"] == "pnp") & damp
+    rows = RUNS[keep]
+    return [f"results/runs/{s}/{n}/history.parquet" for s, n in zip(rows.synth, rows.name)]
+
+
+def table1_files(filename, first_seed=False):
+    """Input function: a per-run file (`filename` with {synth} and {run}) of each Table-1
+    run, of the job's {synth} wildcard when it has one, else of every synth."""
+
+    def files(wildcards):
+        synths = [wildcards.synth] if "synth" in wildcards.keys() else SYNTHS
+        return [filename.format(synth=s, run=r) for s in synths for r in table1_runs(s, first_seed)]
+
+    return files
+
+
+def listen_page_inputs(wildcards):
+    """Input function of a listening page: sounds.csv and WAV files of the synth's
+    Table-1 runs (first seed)."""
+    files = []
+    for run in table1_runs(wildcards.synth, first_seed=True):
+        folder = f"results/listen/{wildcards.synth}/{run}"
+        files += [f"{folder}/sounds.csv"]
+        files += [f"{folder}/{f}" for f in listen_files(["target", "match"])]
+    return files
+
+
+def listen_dirs(wildcards):
+    """Params function: the listening folders of the synth's Table-1 runs (first seed)."""
+    return [f"results/listen/{wildcards.synth}/{r}" for r in table1_runs(wildcards.synth, True)]
+
+
+def listen_files(role_names):
+    """The WAV file names of one listening job: sound{k}_{role}.wav, k = 1 … figures.sounds."""
+    return [f"sound{k}_{role}.wav" for k in range(1, FIGURE_SOUNDS + 1) for role in role_names]
+
+
+def listen_labels(k, role):
+    """Report labels of a listening WAV: synth, method, test sound k, target or match."""
+    from pnp_core.figures.style import run_label
+
+    def labels(wildcards):
+        return {
+            "method": run_label(wildcards.run),
+            "run": wildcards.run,
+            "sound": str(k),
+            "file": role,
+        }
+
+    return labels
+
+
+def table_csv(wildcards):
+    """Input function of a report table page: results/table1.csv or results/tables/<name>.csv."""
+    if wildcards.table == "table1":
+        return "results/table1.csv"
+    return f"results/tables/{wildcards.table}.csv"
+
+
+def figure_targets(ablations=False, ablation_tables=()):
+    """The figures, listening WAVs and report pages of the default target (docs/figures.md).
+    `ablations`: also the λ figure of the damping ablation runs; `ablation_tables`: CSV
+    paths (results/tables/<name>.csv) to render as report pages."""
+    first = [(s, r) for s in SYNTHS for r in table1_runs(s, first_seed=True)]
+    names = ["spectra", "curves", "damping_table1", "table1"]
+    names += [f"{kind}_{s}" for kind in ("errors", "cqt") for s in SYNTHS]
+    names += ["damping_ablation"] if ablations else []
+    targets = expand("results/figures/{name}.{ext}", name=names, ext=["pdf", "png"])
+    targets += [
+        f"results/listen/{s}/{r}/{f}" for s, r in first for f in listen_files(["target", "match"])
+    ]
+    targets += expand("results/report/listen_{synth}.html", synth=SYNTHS)
+    from pathlib import Path
+
+    tables = ["table1"] + [Path(t).stem for t in ablation_tables]
+    targets += expand("results/report/tables/{table}.html", table=tables)
+    return targets

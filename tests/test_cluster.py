@@ -3,7 +3,7 @@
 tiny config through `snakemake --workflow-profile tests/data/slurm_profile` (the cluster
 profile's settings without GPUs). One training is preempted (`scontrol requeue`: SLURM
 restarts it under the same job id) and then cancelled (`scancel`: Snakemake resubmits it);
-each time it resumes from checkpoint/last.pt. Run with `pytest -m cluster` (~3 min on 2 cores).
+each time it resumes from checkpoint/last.pt. Run with `pytest -m cluster` (~5 min on 2 busy cores).
 The test fails, never skips, when SLURM cannot be started.
 """
 

@@ -42,7 +42,7 @@ def test_slurm_profile_requests_gpus_and_config_resources_at_paper_scale(workdir
     paper = yaml.safe_load((workdir / "workflow/presets/paper.yaml").read_text())
     expect = {"compute_jacobian": paper["jacobian"], "train": paper["training"]}
     for rule, res in jobs:
-        assert res["slurm_partition"] == "SITE: set this", (rule, res)
+        assert res["slurm_partition"] == "SITE-set-this", (rule, res)
         if rule in ("compute_jacobian", "train", "compute_features"):
             assert res.get("gpu") == "1", (rule, res)
         else:

@@ -1,9 +1,10 @@
 """The SLURM profile against a real SLURM: a one-node cluster on this machine
 (tests/slurm_cluster.py; root + Debian, installs slurmctld/slurmd/munge when missing) runs a
 tiny config through `snakemake --workflow-profile tests/data/slurm_profile` (the cluster
-profile's settings without GPUs). One training is preempted (`scontrol requeue`: SLURM
-restarts it under the same job id) and then cancelled (`scancel`: Snakemake resubmits it);
-each time it resumes from checkpoint/last.pt. Run with `pytest -m cluster` (~5 min on 2 busy cores).
+profile's settings without GPUs). A running Jacobian shard is cancelled (`scancel`):
+Snakemake resubmits that shard alone. One training is preempted (`scontrol requeue`: SLURM
+restarts it under the same job id) and then cancelled (Snakemake resubmits it); each time it
+resumes from checkpoint/last.pt. Run with `pytest -m cluster` (~5 min on 2 busy cores).
 The test fails, never skips, when SLURM cannot be started.
 """
 
@@ -32,10 +33,12 @@ TABLE1 = ["p_seed0", "ddsp-mss_seed0", "ddsp-jtfs_seed0", "pnp-jtfs_seed0"]
 # run_targets("table1")). TODO(lead): results/table1.csv once the evaluation rules exist.
 TARGETS = [f"results/runs/amfm/{run}/{f}" for run in TABLE1
            for f in ("model.pt", "history.parquet")]
+SHARD = "rule_compute_jacobian_wildcards_amfm_train_0001"  # cancelled while running
 VICTIM = "ddsp-jtfs_seed0"  # the slowest training per epoch (~3 s): preempted, then cancelled
 EPOCHS = 6
 
-# One small synth, a small JTFS, 2 Jacobian shards, 6-epoch small-CNN trainings.
+# One small synth, a small JTFS, 3 Jacobian shards (52 train sounds in 2, 8 val in 1),
+# 6-epoch small-CNN trainings.
 CONFIG = f"""
 plugins: []
 device: cpu
@@ -50,7 +53,7 @@ synths:
       settings: {{J: 6, Q: [8, 1], Q_fr: 1, F: 2, T: global, log_eps: 0.001}}
     cqt: {{octaves: 4, hop_length: 256}}
 features: {{folds: [test], batch_size: 4}}
-jacobian: {{folds: [train, val], shard_size: 1000, batch_size: 4, threads: 1,
+jacobian: {{folds: [train, val], shard_size: 26, batch_size: 4, threads: 1,
            mem_mb: 1000, runtime: 10}}
 training:
   encoder: {{type: small_cnn, channels: [4, 8]}}
@@ -137,15 +140,21 @@ def test_tiny_config_through_slurm_survives_requeue_and_scancel(slurm, workdir):
         proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=sink,
                                 stderr=subprocess.STDOUT)
     try:
-        def victim_job():
+        def job_of(wildcards):
             lines = slurm.run("squeue", "-h", "-o", "%i %t %k").stdout.splitlines()
-            return [ln.split()[:2] for ln in lines
-                    if ln.endswith(f"rule_train_wildcards_amfm_{VICTIM}")]
+            return [ln.split()[:2] for ln in lines if ln.endswith(wildcards)]
+
+        def running(wildcards):
+            return [j for j, state in job_of(wildcards) if state == "R"]
+
+        # 0. a running Jacobian shard is cancelled: Snakemake resubmits it (retries: 1)
+        shard_job = _wait("the running shard job", lambda: running(SHARD), proc, out)[0]
+        slurm.run("scancel", shard_job)
 
         # 1. preemption: once an epoch is checkpointed, SLURM requeues the running job
         k1 = _wait("the first checkpoint", lambda: _epochs_done(last), proc, out)
-        job, state = _wait("the training job in squeue", victim_job, proc, out)[0]
-        assert state == "R", (job, state)
+        job = _wait("the training job running", lambda: running(f"amfm_{VICTIM}"), proc,
+                    out)[0]
         slurm.run("scontrol", "requeue", job)
         k = _wait("the requeued job to resume", lambda: _resumed_from(train_log), proc, out)
         assert k >= k1 >= 1, (k, k1)
@@ -170,7 +179,10 @@ def test_tiny_config_through_slurm_survives_requeue_and_scancel(slurm, workdir):
                            text)
     rules = [re.search(r"slurm_logs/rule_(\w+?)/", log).group(1) for _, log in submitted]
     assert sorted(set(rules)) == ["compute_jacobian", "make_dataset", "merge_jacobian", "train"]
-    assert rules.count("compute_jacobian") == 2  # one per shard, none redone
+    shards = [log for _, log in submitted if "rule_compute_jacobian" in log]
+    assert sorted(Path(log).parent.name for log in shards) == [
+        "amfm_train_0000", "amfm_train_0001", "amfm_train_0001", "amfm_val_0000"]
+    assert f"SLURM-job '{shard_job}' failed, SLURM status is: 'CANCELLED'" in text
     assert rules.count("train") == len(TABLE1) + 1  # the cancelled run once more
     ctld = (slurm.root / "slurmctld.log").read_text()
     for job_id, _ in submitted:
@@ -190,4 +202,4 @@ def test_tiny_config_through_slurm_survives_requeue_and_scancel(slurm, workdir):
                            timeout=300)
     assert "Nothing to be done" in again.stdout + again.stderr
     print(f"\ncluster run: {duration:.0f} s, SLURM jobs {[j for j, _ in submitted]}, "
-          f"{VICTIM} requeued at epoch {k}, cancelled and resumed at epoch {k2}")
+          f"shard job {shard_job} cancelled and resubmitted, {VICTIM} requeued at epoch {k}, cancelled and resumed at epoch {k2}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -84,6 +85,7 @@ def slurm():
     finally:
         _cancel_all(cluster)
         cluster.stop()
+        shutil.rmtree(cluster.root, ignore_errors=True)  # failures quote the daemon logs
 
 
 def _cancel_all(cluster: LocalSlurm) -> None:

@@ -30,10 +30,9 @@ pytestmark = pytest.mark.cluster
 BIN = Path(sys.executable).parent
 PROFILE = Path(__file__).parent / "data" / "slurm_profile"
 TABLE1 = ["p_seed0", "ddsp-mss_seed0", "ddsp-jtfs_seed0", "pnp-jtfs_seed0"]
-# What the cluster run builds: the Table-1 trainings of the tiny config (common.smk
-# run_targets("table1")). TODO(lead): results/table1.csv once the evaluation rules exist.
-TARGETS = [f"results/runs/amfm/{run}/{f}" for run in TABLE1
-           for f in ("model.pt", "history.parquet")]
+# What the cluster run builds: Table 1 of the tiny config (dataset, Jacobians, the four
+# trainings, test features, evaluations, the table).
+TARGETS = ["results/table1.csv"]
 SHARD = "rule_compute_jacobian_wildcards_amfm_train_0001"  # cancelled while running
 VICTIM = "ddsp-jtfs_seed0"  # the slowest training per epoch (~3 s): preempted, then cancelled
 EPOCHS = 6
@@ -196,8 +195,9 @@ def test_tiny_config_through_slurm_survives_requeue_and_scancel(slurm, workdir):
     assert k2 > k >= 1
     hist = pd.read_parquet(workdir / f"results/runs/amfm/{VICTIM}/history.parquet")
     assert hist["epoch"].tolist() == list(range(1, EPOCHS + 1))
-    for target in TARGETS:
-        assert (workdir / target).exists(), target
+    table = pd.read_csv(workdir / "results/table1.csv")
+    assert len(table) == len(TABLE1) and (table["n_test"] == 4).all()
+    assert table[["jtfs_mean", "mss_mean", "param_err_mean"]].notna().all().all()
 
     # a second run has nothing to do
     again = subprocess.run(cmd + ["-n"], cwd=workdir, env=env, capture_output=True, text=True,

@@ -39,11 +39,12 @@ def test_slurm_profile_requests_gpus_and_config_resources_at_paper_scale(workdir
         counts[rule] = counts.get(rule, 0) + 1
     # FTM shards 83 + 8 + 10, AM/FM 22 + 3 + 3 (1000 per shard); 2 synths × 4 methods × 5 seeds
     assert counts["compute_jacobian"] == 129 and counts["train"] == 40, counts
+    assert counts["evaluate"] == 40 and counts["table1"] == 1, counts
     paper = yaml.safe_load((workdir / "workflow/presets/paper.yaml").read_text())
     expect = {"compute_jacobian": paper["jacobian"], "train": paper["training"]}
     for rule, res in jobs:
         assert res["slurm_partition"] == "SITE-set-this", (rule, res)
-        if rule in ("compute_jacobian", "train", "compute_features"):
+        if rule in ("compute_jacobian", "train", "finetune", "compute_features", "evaluate"):
             assert res.get("gpu") == "1", (rule, res)
         else:
             assert "gpu" not in res, (rule, res)

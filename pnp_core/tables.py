@@ -236,7 +236,8 @@ def markdown(df: pd.DataFrame, title: str, notes: list[str] = ()) -> str:
              "|" + "---|" * (len(heads) + len(pairs) + len(extra))]
     for _, row in df.iterrows():
         cells = [_fmt(row[c]) for c in cols]
-        cells += [f"{_fmt(row[f'{k}_mean'])} ± {_fmt(row[f'{k}_std'])}" for k, _ in pairs]
+        cells += [_fmt(row[f"{k}_mean"]) if not np.isfinite(row[f"{k}_std"])
+                  else f"{_fmt(row[f'{k}_mean'])} ± {_fmt(row[f'{k}_std'])}" for k, _ in pairs]
         if extra and row["role"] == "baseline":
             cells += ["baseline", "—", "—", "—"]
         elif extra:
@@ -255,7 +256,8 @@ def table_notes(df: pd.DataFrame) -> list[str]:
              "parameter error: mean squared error in the normalised parameter space; s / epoch "
              "from the training histories (docs/evaluation.md)."]
     if len(df) and (df["n_runs"] == 1).any():
-        notes.append("std is NaN where a row has a single run (one seed): no spread to report.")
+        notes.append("A cell without ± comes from a single run (one seed): no spread to report "
+                     "(std is NaN in the CSV).")
     if "test" in df.columns:
         notes.append(f"Tests vs the baseline row (two-sided, on jtfs_dist): paired t (seeds) = "
                      f"{TEST_SEEDS}, used with ≥ 2 seeds; Wilcoxon (samples) = {TEST_SAMPLES} "

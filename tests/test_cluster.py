@@ -33,7 +33,8 @@ TABLE1 = ["p_seed0", "ddsp-mss_seed0", "ddsp-jtfs_seed0", "pnp-jtfs_seed0"]
 # What the cluster run builds: Table 1 of the tiny config (dataset, Jacobians, the four
 # trainings, test features, evaluations, the table).
 TARGETS = ["results/table1.csv"]
-SHARD = "rule_compute_jacobian_wildcards_amfm_train_0001"  # cancelled while running
+# cancelled while running; the wildcards are synth, rep ("" = the JTFS metric), fold, shard
+SHARD = "rule_compute_jacobian_wildcards_amfm__train_0001"
 VICTIM = "ddsp-jtfs_seed0"  # the slowest training per epoch (~3 s): preempted, then cancelled
 EPOCHS = 6
 
@@ -179,10 +180,11 @@ def test_tiny_config_through_slurm_survives_requeue_and_scancel(slurm, workdir):
     submitted = re.findall(r"Job \d+ has been submitted with SLURM jobid (\d+) \(log: (\S+)\)",
                            text)
     rules = [re.search(r"slurm_logs/rule_(\w+?)/", log).group(1) for _, log in submitted]
-    assert sorted(set(rules)) == ["compute_jacobian", "make_dataset", "merge_jacobian", "train"]
+    assert sorted(set(rules)) == ["compute_features", "compute_jacobian", "evaluate",
+                                  "make_dataset", "merge_jacobian", "table1", "train"]
     shards = [log for _, log in submitted if "rule_compute_jacobian" in log]
     assert sorted(Path(log).parent.name for log in shards) == [
-        "amfm_train_0000", "amfm_train_0001", "amfm_train_0001", "amfm_val_0000"]
+        "amfm__train_0000", "amfm__train_0001", "amfm__train_0001", "amfm__val_0000"]
     assert f"SLURM-job '{shard_job}' failed, SLURM status is: 'CANCELLED'" in text
     assert rules.count("train") == len(TABLE1) + 1  # the cancelled run once more
     ctld = (slurm.root / "slurmctld.log").read_text()

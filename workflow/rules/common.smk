@@ -403,6 +403,8 @@ def evaluate_extra_args(wildcards, input):
         if key in input.keys():
             args.append(f"{flag} {input[key]}")
     return " ".join(args)
+
+
 # -- figures, listening, report pages (workflow/rules/figures.smk) --------------------------------
 
 FIGURE_SOUNDS = config["figures"]["sounds"]

@@ -16,7 +16,7 @@ For a test sample with true θ and prediction ν̂ = f_W(g(θ)):
   paper's log-JTFS), Φ(g(θ)) read from the test-fold feature file;
 * ``micro_weight`` = √(σ₁σ₂), the two largest eigenvalues of the sample's M (test-fold
   metric file, the entry's rescaling); the "micro" distance is the mean of
-  ``jtfs_dist`` weighted by it (:func:`micro_mean`); NaN without a test metric;
+  ``jtfs_dist`` weighted by it (:func:`pnp_core.tables.micro_mean`); NaN without a test metric;
 * ``mss_dist`` = auraloss ``MultiResolutionSTFTLoss()`` with its defaults on (g(θ̂), g(θ)),
   taken per sample (its spectral-convergence term is a ratio of norms over whatever it
   is given, so a batched call would mix samples);
@@ -70,15 +70,6 @@ def micro_weight(eigenvalues: np.ndarray) -> np.ndarray:
     if eig.shape[-1] == 1:
         return eig[:, -1].copy()
     return np.sqrt(np.clip(eig[:, -1], 0, None) * np.clip(eig[:, -2], 0, None))
-
-
-def micro_mean(dist: np.ndarray, weight: np.ndarray) -> float:
-    """Σ w d / Σ w over the samples with a finite weight (NaN when there are none)."""
-    dist, weight = np.asarray(dist, np.float64), np.asarray(weight, np.float64)
-    ok = np.isfinite(weight) & np.isfinite(dist)
-    if not ok.any() or weight[ok].sum() <= 0:
-        return float("nan")
-    return float((weight[ok] * dist[ok]).sum() / weight[ok].sum())
 
 
 _MRSTFT = None
@@ -335,6 +326,6 @@ def write_evaluation(metrics: pd.DataFrame, preds: pd.DataFrame, meta: dict, met
     write_table(preds, predictions_path, PREDICTIONS_FORMAT, meta)
 
 
-__all__ = ["evaluate_run", "write_evaluation", "EvalInputs", "micro_weight", "micro_mean",
+__all__ = ["evaluate_run", "write_evaluation", "EvalInputs", "micro_weight",
            "mss_distance", "squared_errors", "pnp_test_loss", "load_targets", "load_test_metric",
            "EVAL_FORMAT", "PREDICTIONS_FORMAT"]

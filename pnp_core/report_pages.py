@@ -15,13 +15,13 @@ import base64
 import html
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from pnp_core.errors import DataError
 from pnp_core.figures.style import METHOD_ORDER, parse_run, run_label
 from pnp_core.io import atomic_path
 from pnp_core.listen import sound_name
+from pnp_core.tables import format_value, mean_std_cell
 
 STYLE = """<style>
 body { font-family: system-ui, sans-serif; font-size: 14px; margin: 1em; color: #222; }
@@ -45,12 +45,6 @@ def _write(path, text: str) -> None:
         Path(tmp).write_text(text, encoding="utf-8")
 
 
-def _fmt(v) -> str:
-    if isinstance(v, (float, np.floating)):
-        return "–" if not np.isfinite(v) else f"{v:.4g}"
-    return str(v)
-
-
 def mean_std_columns(df: pd.DataFrame) -> pd.DataFrame:
     """``<x>_mean`` and ``<x>_std`` pairs merged into one ``<x>`` column "mean ± std"
     (std NaN, e.g. one run: the mean alone); other columns formatted as they are."""
@@ -61,10 +55,10 @@ def mean_std_columns(df: pd.DataFrame) -> pd.DataFrame:
         if col.endswith("_mean") and f"{col[:-5]}_std" in df.columns:
             base = col[:-5]
             out[f"{base} (mean ± std)"] = [
-                _fmt(m) if not np.isfinite(s) else f"{_fmt(m)} ± {s:.2g}"
+                mean_std_cell(m, s, std_format=".2g", missing="–")
                 for m, s in zip(df[col].astype(float), df[f"{base}_std"].astype(float))]
         else:
-            out[col] = [_fmt(v) for v in df[col]]
+            out[col] = [format_value(v, missing="–") for v in df[col]]
     return out
 
 

@@ -27,7 +27,6 @@ Both two-sided.
 from __future__ import annotations
 
 import math
-import re
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +35,8 @@ import pandas as pd
 from pnp_core.errors import DataError
 from pnp_core.formats import EVAL_FORMAT, HISTORY_FORMAT
 from pnp_core.io import atomic_path, read_table, write_csv
+from pnp_core.run_names import (LOSS_NAMES, METHOD_LABELS, TABLE1_LOSSES, run_group,
+                                run_label)
 
 #: columns of Table 1 (and the first columns of every ablation table), in order
 TABLE_COLUMNS = ["synth", "method", "run_group", "n_runs", "n_test", "jtfs_mean", "jtfs_std",
@@ -45,11 +46,7 @@ TABLE_COLUMNS = ["synth", "method", "run_group", "n_runs", "n_test", "jtfs_mean"
 ABLATION_COLUMNS = TABLE_COLUMNS + ["axis", "role", "baseline", "test", "n_pairs", "statistic",
                                     "p_value"]
 #: Table-1 rows, in order: loss → method label
-TABLE1_METHODS = {"p": "P-loss", "ddsp_mss": "DDSP-MSS", "ddsp_jtfs": "DDSP-JTFS",
-                  "pnp": "PNP-JTFS"}
-#: label of the first part of a run name
-NAME_LABELS = {"p": "P-loss", "ddsp-mss": "DDSP-MSS", "ddsp-jtfs": "DDSP-JTFS",
-               "pnp-jtfs": "PNP-JTFS", "pnp-mss": "PNP-MSS"}
+TABLE1_METHODS = {loss: METHOD_LABELS[LOSS_NAMES[loss]] for loss in TABLE1_LOSSES}
 #: per-run values aggregated into the tables: output prefix → how
 VALUES = ("jtfs", "micro", "mss", "param_err", "sec_per_epoch")
 TEST_SEEDS = "paired t-test over seeds (run means of jtfs_dist)"
@@ -58,28 +55,25 @@ TEST_SAMPLES = "Wilcoxon signed-rank over paired test samples (jtfs_dist)"
 #: the tests' names in the Markdown tables (the notes spell them out)
 SHORT_TESTS = {TEST_SEEDS: "paired t (seeds)", TEST_SAMPLES: "Wilcoxon (samples)"}
 
-
-
-def run_group(name: str) -> str:
-    """The run name without its seed: ``pnp-jtfs_D-diag_seed3`` → ``pnp-jtfs_D-diag``."""
-    return re.sub(r"_seed\d+$", "", str(name))
-
-
-def method_label(group: str) -> str:
-    """A readable method name: ``pnp-jtfs_D-diag`` → ``PNP-JTFS (D-diag)``."""
-    head, *rest = str(group).split("_")
-    label = NAME_LABELS.get(head, head.upper())
-    return f"{label} ({', '.join(rest)})" if rest else label
+#: a run group's method name (``pnp-jtfs_D-diag`` → ``PNP-JTFS (D-diag)``)
+method_label = run_label
 
 
 # ----------------------------------------------------------------------------------------------
 # per run
 
 
+def micro_mean(dist: np.ndarray, weight: np.ndarray) -> float:
+    """Σ w d / Σ w over the samples with a finite weight (NaN when there are none)."""
+    dist, weight = np.asarray(dist, np.float64), np.asarray(weight, np.float64)
+    ok = np.isfinite(weight) & np.isfinite(dist)
+    if not ok.any() or weight[ok].sum() <= 0:
+        return float("nan")
+    return float((weight[ok] * dist[ok]).sum() / weight[ok].sum())
+
+
 def run_values(metrics: pd.DataFrame, history: pd.DataFrame) -> dict:
     """The per-run numbers a table aggregates (see the module docstring)."""
-    from pnp_core.evaluate import micro_mean
-
     if len(metrics) == 0:
         raise DataError("an evaluation with no test sample cannot be tabulated")
     return {"jtfs": float(metrics["jtfs_dist"].mean()),
@@ -216,10 +210,18 @@ def ablation_table(runs: list[dict], axis: str) -> pd.DataFrame:
 # output
 
 
-def _fmt(x) -> str:
+def format_value(x, missing: str = "NaN") -> str:
+    """A table cell: floats to 4 significant digits, ``missing`` for NaN/Inf."""
     if isinstance(x, (float, np.floating)):
-        return "NaN" if not math.isfinite(x) else f"{x:.4g}"
+        return missing if not math.isfinite(x) else f"{x:.4g}"
     return str(x)
+
+
+def mean_std_cell(mean, std, std_format: str = ".4g", missing: str = "NaN") -> str:
+    """"mean ± std", or the mean alone where std is undefined (a single run)."""
+    if not np.isfinite(std):
+        return format_value(mean, missing)
+    return f"{format_value(mean, missing)} ± {std:{std_format}}"
 
 
 def markdown(df: pd.DataFrame, title: str, notes: list[str] = ()) -> str:
@@ -235,14 +237,13 @@ def markdown(df: pd.DataFrame, title: str, notes: list[str] = ()) -> str:
              "| " + " | ".join(heads + [h for _, h in pairs] + [h for _, h in extra]) + " |",
              "|" + "---|" * (len(heads) + len(pairs) + len(extra))]
     for _, row in df.iterrows():
-        cells = [_fmt(row[c]) for c in cols]
-        cells += [_fmt(row[f"{k}_mean"]) if not np.isfinite(row[f"{k}_std"])
-                  else f"{_fmt(row[f'{k}_mean'])} ± {_fmt(row[f'{k}_std'])}" for k, _ in pairs]
+        cells = [format_value(row[c]) for c in cols]
+        cells += [mean_std_cell(row[f"{k}_mean"], row[f"{k}_std"]) for k, _ in pairs]
         if extra and row["role"] == "baseline":
             cells += ["baseline", "—", "—", "—"]
         elif extra:
-            cells += ["variant", SHORT_TESTS.get(row["test"], row["test"]), _fmt(row["n_pairs"]),
-                      _fmt(row["p_value"])]
+            cells += ["variant", SHORT_TESTS.get(row["test"], row["test"]), format_value(row["n_pairs"]),
+                      format_value(row["p_value"])]
         lines.append("| " + " | ".join(cells) + " |")
     lines += [""] + [f"- {n}" for n in notes]
     return "\n".join(lines) + "\n"
@@ -273,5 +274,5 @@ def write_tables(df: pd.DataFrame, csv_path, md_path, title: str) -> None:
 
 
 __all__ = ["table1", "ablation_table", "aggregate", "paired_test", "load_runs", "run_values",
-           "run_group", "method_label", "markdown", "write_tables", "TABLE_COLUMNS",
+           "run_group", "method_label", "micro_mean", "format_value", "mean_std_cell", "markdown", "write_tables", "TABLE_COLUMNS",
            "ABLATION_COLUMNS", "TABLE1_METHODS", "TEST_SEEDS", "TEST_SAMPLES"]

@@ -15,11 +15,12 @@ from pnp_core.cli import main
 from pnp_core.config import validate_config
 from pnp_core.errors import DataError
 from pnp_core.evaluate import (EVAL_FORMAT, PREDICTIONS_FORMAT, EvalInputs, evaluate_run,
-                               micro_mean, micro_weight, mss_distance, pnp_test_loss)
+                               micro_weight, mss_distance, pnp_test_loss)
 from pnp_core.features.fold import fold_features, save_fold_features
 from pnp_core.io import read_table
 from pnp_core.losses import pnp_loss
 from pnp_core.metric_file import metric_in_rescaling, read_metric, write_metric
+from pnp_core.tables import micro_mean
 from pnp_core.params import Scaler
 from pnp_core.spec import SECTIONS, RunSpec
 from pnp_core.train import Run, train_run

@@ -41,7 +41,8 @@ def run(args) -> int:
     from pathlib import Path
 
     from pnp_core.config import resolve_device
-    from pnp_core.evaluate import EvalInputs, evaluate_run, micro_mean, write_evaluation
+    from pnp_core.evaluate import EvalInputs, evaluate_run, write_evaluation
+    from pnp_core.tables import micro_mean
 
     apply_threads(args)
     spec = spec_from_args(args)

@@ -7,17 +7,14 @@ its colour and name in every figure (:data:`METHODS`).
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
-#: run-name prefix (the loss part of common.smk's run names) → (method name, colour)
-METHODS = {
-    "p": ("P-loss", "tab:green"),
-    "ddsp-mss": ("DDSP-MSS", "tab:orange"),
-    "ddsp-jtfs": ("DDSP-JTFS", "tab:blue"),
-    "pnp-jtfs": ("PNP-JTFS", "tab:red"),
-    "pnp-mss": ("PNP-MSS", "tab:purple"),
-}
+from pnp_core.run_names import METHOD_LABELS, parse_run, run_label
+
+#: run-name prefix (pnp_core.run_names) → (method name, colour)
+METHODS = {prefix: (METHOD_LABELS[prefix], colour) for prefix, colour in (
+    ("p", "tab:green"), ("ddsp-mss", "tab:orange"), ("ddsp-jtfs", "tab:blue"),
+    ("pnp-jtfs", "tab:red"), ("pnp-mss", "tab:purple"))}
 #: Table-1 order of the methods
 METHOD_ORDER = [label for label, _ in METHODS.values()]
 COLOURS = {label: colour for label, colour in METHODS.values()}
@@ -68,27 +65,6 @@ def log_axis(ax, which: str = "y", plain: bool = False) -> None:
         axis.set_major_locator(mt.LogLocator(subs=(1.0, 2.0, 3.0, 5.0)))
         axis.set_major_formatter(plain)
         axis.set_minor_formatter(mt.NullFormatter())
-
-
-def parse_run(name: str) -> tuple[str, str, int | None]:
-    """A run name of the grid → (method, variant, seed).
-
-    ``pnp-jtfs_seed0`` → ("PNP-JTFS", "", 0); ``pnp-jtfs_damp-constant_seed1`` →
-    ("PNP-JTFS", "damp-constant", 1); an unknown prefix is kept as the method.
-    """
-    parts = name.split("_")
-    seed = None
-    if parts and re.fullmatch(r"seed\d+", parts[-1]):
-        seed = int(parts.pop()[4:])
-    prefix = parts[0] if parts else name
-    method = METHODS.get(prefix, (prefix, None))[0]
-    return method, "_".join(parts[1:]), seed
-
-
-def run_label(name: str) -> str:
-    """A legend label of a run: its method, then its ablation values (no seed)."""
-    method, variant, _ = parse_run(name)
-    return f"{method} ({variant.replace('_', ', ')})" if variant else method
 
 
 def colour(method: str, default: str = "tab:gray") -> str:

@@ -5,6 +5,7 @@ import pandas as pd
 
 from pnp_core.datasets import FOLDS
 from pnp_core.metric_file import n_shards, shard_name
+from pnp_core.run_names import LOSS_NAMES, TABLE1_LOSSES, run_label
 from pnp_core.spec import RunSpec, entry_slice
 
 SYNTHS = list(config["synths"])
@@ -128,8 +129,6 @@ def dtfa_targets():
 
 # -- the run grid (training) ----------------------------------------------------------------------
 
-#: the loss part of a run name
-LOSS_NAMES = {"p": "p", "pnp": "pnp-jtfs", "ddsp_mss": "ddsp-mss", "ddsp_jtfs": "ddsp-jtfs"}
 #: run-row columns that are ablation values (None = the config's default)
 RUN_AXES = ["rescaling", "optimizer", "clip", "damping", "damping_matrix", "representation"]
 SUFFIX = {
@@ -186,7 +185,7 @@ def make_run_grid(config):
                 rows.append(row)
                 return row["name"]
 
-            for loss in ("p", "ddsp_mss", "ddsp_jtfs", "pnp"):
+            for loss in TABLE1_LOSSES:
                 add("table1", loss)
             axes = tr["ablations"]
             if "rescaling" in axes:
@@ -463,7 +462,6 @@ def listen_files(role_names):
 
 def listen_labels(k, role):
     """Report labels of a listening WAV: synth, method, test sound k, target or match."""
-    from pnp_core.figures.style import run_label
 
     def labels(wildcards):
         return {

@@ -258,17 +258,16 @@ def pretrained_model(wildcards):
     return f"results/runs/{wildcards.synth}/{run_row(wildcards)['init']}/model.pt"
 
 
-def train_extra_args(wildcards, input):
-    """Params function: the optional pnp train arguments that follow from the inputs."""
-    args = []
-    for key, flag in (
-        ("metric_train", "--metric-train"),
-        ("metric_val", "--metric-val"),
-        ("init", "--init-model"),
-    ):
-        if key in input.keys():
-            args.append(f"{flag} {input[key]}")
-    return " ".join(args)
+def optional_input_flags(flags):
+    """Params function: `<flag> <path>` for each optional named input the job has, e.g.
+    {"metric_train": "--metric-train"} gives "--metric-train results/…" for PNP runs only."""
+
+    def args(wildcards, input):
+        return " ".join(
+            f"{flag} {input[key]}" for key, flag in flags.items() if key in input.keys()
+        )
+
+    return args
 
 
 def run_targets(group):
@@ -393,15 +392,6 @@ def evaluate_inputs(wildcards):
         if row["loss"] == "pnp" and isinstance(row["representation"], str):
             inputs["loss_metric"] = metric_path(synth, "test", row["representation"])
     return inputs
-
-
-def evaluate_extra_args(wildcards, input):
-    """Params function: --metric / --loss-metric when the test-fold metrics exist."""
-    args = []
-    for key, flag in (("metric", "--metric"), ("loss_metric", "--loss-metric")):
-        if key in input.keys():
-            args.append(f"{flag} {input[key]}")
-    return " ".join(args)
 
 
 # -- figures, listening, report pages (workflow/rules/figures.smk) --------------------------------

@@ -27,7 +27,7 @@ rule evaluate:
     params:
         entry=entry_json("train"),
         training=training_json,
-        extra=evaluate_extra_args,
+        extra=optional_input_flags({"metric": "--metric", "loss_metric": "--loss-metric"}),
         batch_size=config["evaluation"]["batch_size"],
         device=config["device"],
     shell:

@@ -32,7 +32,13 @@ rule train:
         entry=entry_json("train"),
         run=run_json,
         training=training_json,
-        extra=train_extra_args,
+        extra=optional_input_flags(
+            {
+                "metric_train": "--metric-train",
+                "metric_val": "--metric-val",
+                "init": "--init-model",
+            }
+        ),
         device=config["device"],
         out_dir=lambda wc: f"results/runs/{wc.synth}/{wc.run}",
     shell:

@@ -370,12 +370,16 @@ def table_inputs(kind):
     return inputs
 
 
-def ablation_table_targets():
-    """results/tables/ablation_{axis}.csv and .md of every axis the grid trains."""
+def ablation_axes():
+    """The ablation tables' axes that the grid trains, in table order."""
     rows = RUNS[RUNS["group"] == "ablation"]
     have = {run_axis(r) for _, r in rows.iterrows()}
-    axes = [a for a in ABLATION_TABLES if a in have]
-    return expand("results/tables/ablation_{axis}.{ext}", axis=axes, ext=["csv", "md"])
+    return [a for a in ABLATION_TABLES if a in have]
+
+
+def ablation_table_targets():
+    """results/tables/ablation_{axis}.csv and .md of every axis the grid trains."""
+    return expand("results/tables/ablation_{axis}.{ext}", axis=ablation_axes(), ext=["csv", "md"])
 
 
 def evaluate_inputs(wildcards):
@@ -471,10 +475,10 @@ def table_csv(wildcards):
     return f"results/tables/{wildcards.table}.csv"
 
 
-def figure_targets(ablations=False, ablation_tables=()):
+def figure_targets(ablations=False):
     """The figures, listening WAVs and report pages of the default target (docs/figures.md).
-    `ablations`: also the λ figure of the damping ablation runs; `ablation_tables`: CSV
-    paths (results/tables/<name>.csv) to render as report pages."""
+    `ablations`: also the λ figure of the damping ablation runs and the ablation tables'
+    report pages."""
     first = [(s, r) for s in SYNTHS for r in table1_runs(s, first_seed=True)]
     names = ["spectra", "curves", "damping_table1", "table1"]
     names += [f"{kind}_{s}" for kind in ("errors", "cqt") for s in SYNTHS]
@@ -484,8 +488,6 @@ def figure_targets(ablations=False, ablation_tables=()):
         f"results/listen/{s}/{r}/{f}" for s, r in first for f in listen_files(["target", "match"])
     ]
     targets += expand("results/report/listen_{synth}.html", synth=SYNTHS)
-    from pathlib import Path
-
-    tables = ["table1"] + [Path(t).stem for t in ablation_tables]
+    tables = ["table1"] + ([f"ablation_{axis}" for axis in ablation_axes()] if ablations else [])
     targets += expand("results/report/tables/{table}.html", table=tables)
     return targets

@@ -66,7 +66,4 @@ rule ablations:
     input:
         run_targets("ablation"),
         ablation_table_targets(),
-        figure_targets(
-            ablations=True,
-            ablation_tables=[t for t in ablation_table_targets() if t.endswith(".csv")],
-        ),
+        figure_targets(ablations=True),

@@ -28,6 +28,7 @@ COMMANDS = {
     "dtfa-figure": "dtfa_figure",
     "match": "match",
     "train": "train",
+    "diagnose": "diagnose",
     # evaluation and tables (pnp_core.evaluate, pnp_core.tables)
     "evaluate": "evaluate",
     "table1": "table1",

@@ -5,9 +5,14 @@
 ``scheduled`` λ ← λ·factor after every validation (a geometric decay)
 ``adaptive``  the Levenberg–Marquardt rule: after each validation, if the validation loss
               is below the best so far, λ ← λ·accelerator (default 0.05) and the weights
-              are recorded as the best; otherwise λ ← min(λ·brake, max_lambda) and, when
-              ``restore_best`` is set, the best weights are loaded back into the model
+              are recorded as the best; otherwise λ ← min(λ·brake, max_lambda), max_lambda
+              = λ₀ by default (the reference's threshold)
 ============= ==============================================================================
+
+``restore_best`` (any schedule, and :mod:`pnp_core.train` gives it to every loss alike):
+when a validation does not improve on the best so far, the best weights are loaded back.
+Off by default: the reference's revert was a no-op, and with brake = 1 a restore repeats
+the same epoch from the same weights and λ (measured: docs/training.md).
 
 The validation loss fed to the rule is the **undamped** PNP (λ = 0), as in the paper.
 
@@ -18,6 +23,10 @@ units of the scaled metric μM:
     λ₀ = μ · max_n max_i eig_i(M_n): the damping term starts as large as the stiffest
     direction of the stiffest sample, so the first epochs behave like (scaled) P-loss
     gradient descent and λ then decays towards Gauss–Newton on improvements.
+``median_max_eigenvalue``
+    λ₀ = μ · median_n max_i eig_i(M_n): the stiffest direction of a *typical* sample. With
+    μ = 2/median tr M this is ≈ 2, the scale of a typical μM, instead of the worst
+    sample's (hundreds to thousands of times larger; docs/training.md).
 ``max_eigenvalue_squared``
     λ₀ = μ · (max_n max_i eig_i(M_n))², the reference's rule (its ``make_M_mean``
     returns ``lambda_max**2``; it also took it from the first fold seen, the validation
@@ -36,7 +45,7 @@ import math
 import numpy as np
 
 SCHEDULES = ("constant", "scheduled", "adaptive")
-LAMBDA0_RULES = ("max_eigenvalue", "max_eigenvalue_squared")
+LAMBDA0_RULES = ("max_eigenvalue", "median_max_eigenvalue", "max_eigenvalue_squared")
 
 
 def initial_lambda(eigenvalues: np.ndarray, mu: float, rule: str = "max_eigenvalue") -> float:
@@ -47,6 +56,8 @@ def initial_lambda(eigenvalues: np.ndarray, mu: float, rule: str = "max_eigenval
     top = float(np.max(np.abs(eig)))
     if rule == "max_eigenvalue":
         return mu * top
+    if rule == "median_max_eigenvalue":
+        return mu * float(np.median(np.max(np.abs(eig), axis=-1)))
     if rule == "max_eigenvalue_squared":
         return mu * top ** 2
     raise ValueError(f"unknown λ₀ rule {rule!r}; choose one of {LAMBDA0_RULES}")
@@ -61,7 +72,9 @@ class Damping:
     lam0 : float ≥ 0, initial λ
     factor : float, the ``scheduled`` decay per validation
     accelerator, brake : floats, the ``adaptive`` factors on improvement / no improvement
-    max_lambda : float, the ``adaptive`` cap on λ after a brake
+    max_lambda : float, the ``adaptive`` cap on λ after a brake (None: λ₀, the reference's
+        threshold)
+    min_lambda : float ≥ 0, floor of λ for the ``scheduled`` and ``adaptive`` decays (0: none)
     restore_best : bool, ``adaptive``: load the best weights back on no improvement
 
     The state (λ, best loss, best weights) round-trips through
@@ -69,40 +82,46 @@ class Damping:
     """
 
     def __init__(self, schedule: str = "constant", lam0: float = 0.0, factor: float = 0.05,
-                 accelerator: float = 0.05, brake: float = 1.0, max_lambda: float = math.inf,
-                 restore_best: bool = True) -> None:
+                 accelerator: float = 0.05, brake: float = 1.0, max_lambda: float | None = None,
+                 min_lambda: float = 0.0, restore_best: bool = True) -> None:
         if schedule not in SCHEDULES:
             raise ValueError(f"unknown damping schedule {schedule!r}; choose one of {SCHEDULES}")
         if lam0 < 0 or not math.isfinite(lam0):
             raise ValueError(f"λ₀ must be finite and ≥ 0, got {lam0}")
         self.schedule, self.lam = schedule, float(lam0)
         self.factor, self.accelerator, self.brake = float(factor), float(accelerator), float(brake)
-        self.max_lambda, self.restore_best = float(max_lambda), bool(restore_best)
+        self.max_lambda = float(lam0 if max_lambda is None else max_lambda)
+        self.min_lambda, self.restore_best = float(min_lambda), bool(restore_best)
         self.best_loss = math.inf
         self.best_state: dict | None = None
 
     def after_validation(self, val_loss: float, model) -> str:
-        """Update λ after a validation with loss ``val_loss`` (undamped PNP).
+        """Update λ after a validation with loss ``val_loss`` (the run's undamped objective).
 
         Returns what happened: ``'held'`` (constant), ``'decayed'`` (scheduled),
-        ``'improved'``, ``'restored'`` or ``'braked'`` (adaptive).
+        ``'improved'`` or ``'braked'`` (adaptive), or ``'restored'`` (no improvement, and the
+        best weights were loaded back: ``restore_best``, any schedule, so that every loss
+        gets the same treatment).
         """
+        improved = val_loss < self.best_loss
+        if improved:
+            self.best_loss = float(val_loss)
+            if self.restore_best:
+                self.best_state = copy.deepcopy({k: v.detach().clone()
+                                                 for k, v in model.state_dict().items()})
+        if self.schedule == "scheduled":
+            self.lam = max(self.lam * self.factor, self.min_lambda)
+        elif self.schedule == "adaptive":
+            self.lam = (max(self.lam * self.accelerator, self.min_lambda) if improved
+                        else min(self.lam * self.brake, self.max_lambda))
+        if not improved and self.restore_best and self.best_state is not None:
+            model.load_state_dict(self.best_state)
+            return "restored"
         if self.schedule == "constant":
             return "held"
         if self.schedule == "scheduled":
-            self.lam *= self.factor
             return "decayed"
-        if val_loss < self.best_loss:
-            self.best_loss = float(val_loss)
-            self.best_state = copy.deepcopy({k: v.detach().clone()
-                                             for k, v in model.state_dict().items()})
-            self.lam *= self.accelerator
-            return "improved"
-        self.lam = min(self.lam * self.brake, self.max_lambda)
-        if self.restore_best and self.best_state is not None:
-            model.load_state_dict(self.best_state)
-            return "restored"
-        return "braked"
+        return "improved" if improved else "braked"
 
     def state_dict(self) -> dict:
         return {"schedule": self.schedule, "lam": self.lam, "best_loss": self.best_loss,

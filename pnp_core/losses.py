@@ -34,6 +34,12 @@ import numpy as np
 import torch
 
 DAMPING_MATRICES = ("identity", "diag", "mean")
+#: ``squared``: ½ Δᵀ(μM + λD)Δ, the paper's PNP (quadratic model of ½‖ΔΦ‖²);
+#: ``norm``: √(Δᵀ(μM + λD)Δ), the first-order model of ‖ΔΦ‖₂ itself (the distance the
+#: DDSP-JTFS loss and the evaluation take); see docs/training.md for why
+PNP_FORMS = ("squared", "norm")
+#: added under the square root of the ``norm`` form so its gradient is finite at Δ = 0
+NORM_EPS = 1e-12
 
 
 def p_loss(nu_hat: torch.Tensor, nu: torch.Tensor) -> torch.Tensor:
@@ -59,8 +65,13 @@ def quadratic_form(delta: torch.Tensor, A: torch.Tensor) -> torch.Tensor:
 
 def pnp_loss(nu_hat: torch.Tensor, nu: torch.Tensor, M: torch.Tensor, lam: float = 0.0,
              mu: float = 1.0, damping_matrix: str = "identity",
-             mean_metric: torch.Tensor | None = None) -> torch.Tensor:
-    """The PNP loss ½ mean_b Δ_bᵀ (μ M_b + λ D_b) Δ_b, computed in float64.
+             mean_metric: torch.Tensor | None = None, form: str = "squared",
+             reduce: bool = True) -> torch.Tensor:
+    """The PNP loss ½ mean_b Δ_bᵀ (μ M_b + λ D_b) Δ_b (``form='squared'``), in float64.
+
+    ``form='norm'`` gives mean_b √(Δ_bᵀ (μ M_b + λ D_b) Δ_b + ε) instead: the linear model
+    ‖J_b Δ_b‖ of the per-sample distance ‖Φ(g(θ̂_b)) − Φ(g(θ_b))‖₂ (scaled by √μ), whose
+    per-sample gradient grows like √M rather than like M.
 
     Parameters
     ----------
@@ -72,11 +83,15 @@ def pnp_loss(nu_hat: torch.Tensor, nu: torch.Tensor, M: torch.Tensor, lam: float
     damping_matrix : one of :data:`DAMPING_MATRICES`
     mean_metric : Tensor (P, P), mean of M over the train fold (needed for ``'mean'``;
         unscaled: μ is applied here)
+    form : one of :data:`PNP_FORMS`
+    reduce : False returns the per-sample values (B,) instead of their mean
 
     Returns
     -------
-    Tensor () float64
+    Tensor () float64 (or (B,) with ``reduce=False``)
     """
+    if form not in PNP_FORMS:
+        raise ValueError(f"unknown PNP form {form!r}; choose one of {PNP_FORMS}")
     delta = nu_hat.to(torch.float64) - nu.to(device=nu_hat.device, dtype=torch.float64)
     M = M.to(device=nu_hat.device, dtype=torch.float64)
     q = mu * quadratic_form(delta, M)
@@ -93,7 +108,8 @@ def pnp_loss(nu_hat: torch.Tensor, nu: torch.Tensor, M: torch.Tensor, lam: float
         else:
             raise ValueError(f"unknown damping matrix {damping_matrix!r}; choose one of "
                              f"{DAMPING_MATRICES}")
-    return 0.5 * q.mean()
+    per_sample = 0.5 * q if form == "squared" else torch.sqrt(q.clamp_min(0.0) + NORM_EPS)
+    return per_sample.mean() if reduce else per_sample
 
 
 def auto_mu(eigenvalues: np.ndarray) -> float:
@@ -153,5 +169,5 @@ def clamp_theta(theta: torch.Tensor, space) -> torch.Tensor:
     return torch.maximum(torch.minimum(theta, hi), lo)
 
 
-__all__ = ["p_loss", "pnp_loss", "ddsp_loss", "auto_mu", "quadratic_form", "clamp_theta",
+__all__ = ["p_loss", "pnp_loss", "PNP_FORMS", "ddsp_loss", "auto_mu", "quadratic_form", "clamp_theta",
            "DAMPING_MATRICES"]

@@ -48,7 +48,7 @@ from pnp_core.encoders import Encoder, cqt_settings
 from pnp_core.errors import ConfigError, DataError, PnpError
 from pnp_core.formats import HISTORY_FORMAT
 from pnp_core.io import atomic_path, write_table
-from pnp_core.losses import auto_mu, ddsp_loss, p_loss, pnp_loss
+from pnp_core.losses import PNP_FORMS, auto_mu, ddsp_loss, p_loss, pnp_loss
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,7 @@ RUN_DEFAULTS = {
     "damping": None,            # None = training.damping.schedule
     "damping_matrix": None,     # None = training.damping.matrix
     "representation": None,     # PNP's metric: None = the entry's feature; "mss" = the MSS metric
+    "pnp_form": None,           # None = training.pnp_form (squared: the paper's ½ΔᵀMΔ; norm)
     "epochs": None,             # None = training.epochs (pretrain/fine-tune halve it)
     "seed": 0,
 }
@@ -123,11 +124,20 @@ def resolve_run(run: dict, training: dict) -> dict:
                           f"{', '.join(RUN_DEFAULTS)})")
     out["damping"] = out["damping"] or training["damping"]["schedule"]
     out["damping_matrix"] = out["damping_matrix"] or training["damping"]["matrix"]
+    out["pnp_form"] = out["pnp_form"] or training.get("pnp_form", "squared")
     out["epochs"] = int(out["epochs"] or training["epochs"])
-    for key, allowed in (("loss", LOSSES), ("optimizer", OPTIMIZERS), ("clip", CLIPS)):
+    for key, allowed in (("loss", LOSSES), ("optimizer", OPTIMIZERS), ("clip", CLIPS),
+                         ("pnp_form", PNP_FORMS)):
         if out[key] not in allowed:
             raise ConfigError(f"run setting {key}={out[key]!r} is not one of {allowed}")
     return out
+
+
+def samples_per_epoch(training: dict, loss: str) -> int:
+    """``training.samples_per_epoch`` of ``loss``: one number for every loss, or per loss
+    (a mapping, so that the cheap losses can train longer than DDSP on the same budget)."""
+    value = training["samples_per_epoch"]
+    return int(value[loss] if isinstance(value, dict) else value)
 
 
 def load_metrics(path, ids: np.ndarray, theta: np.ndarray, scaler,
@@ -220,7 +230,7 @@ class Run:
         self.nu = {f: self.scaler.forward(t).float() for f, t in self.theta.items()}
 
         self.batch_size = int(training["batch_size"][self.loss])
-        self.steps = max(1, int(training["samples_per_epoch"]) // self.batch_size)
+        self.steps = max(1, samples_per_epoch(training, self.loss) // self.batch_size)
         self.mu, self.lam0, self.mean_metric = 1.0, 0.0, None
         self.M = {}
         if self.loss == "pnp":
@@ -236,11 +246,14 @@ class Run:
             mu = training["mu"]
             self.mu = auto_mu(eig) if mu == "auto" else float(mu)
             dcfg = training["damping"]
-            lam0 = dcfg["lambda0"]
-            self.lam0 = (initial_lambda(eig, self.mu, dcfg["lambda0_rule"]) if lam0 == "auto"
-                         else float(lam0))
-            if self.run["damping"] == "constant" and lam0 == "auto":
-                self.lam0 = 0.0   # constant + auto = the paper's undamped PNP
+            if self.run["damping"] == "constant":
+                # the constant schedule has its own λ (default 0 = the paper's undamped PNP),
+                # so a numeric lambda0 cannot turn the undamped ablation into a damped one
+                self.lam0 = float(dcfg.get("constant_lambda", 0.0))
+            elif dcfg["lambda0"] == "auto":
+                self.lam0 = initial_lambda(eig, self.mu, dcfg["lambda0_rule"])
+            else:
+                self.lam0 = float(dcfg["lambda0"])
             self.mean_metric = self.M["train"].mean(dim=0)
         self.feature = None
         if self.loss == "ddsp_jtfs":
@@ -268,10 +281,12 @@ class Run:
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.optimizer, patience=int(training["plateau_patience"]), factor=0.1)
         d = training["damping"]
-        # damping (and its weight restores) belongs to PNP only; other losses keep λ = 0
+        # λ belongs to PNP (other losses keep λ = 0); the restore of the best weights, when
+        # on, applies to every loss alike
         self.damping = Damping(self.run["damping"] if self.loss == "pnp" else "constant",
                                self.lam0, factor=d["factor"], accelerator=d["accelerator"],
-                               brake=d["brake"], restore_best=d["restore_best"])
+                               brake=d["brake"], min_lambda=float(d.get("lambda_min", 0.0)),
+                               restore_best=d["restore_best"])
         self.order_gen = torch.Generator().manual_seed(int(self.run["seed"]))
         self.cache = {}
         self.fingerprint = fingerprint({"run": self.run, "training": training,
@@ -309,7 +324,7 @@ class Run:
         if self.loss == "pnp":
             return pnp_loss(nu_hat, nu, self.M[fold][idx], lam=lam, mu=self.mu,
                             damping_matrix=self.run["damping_matrix"],
-                            mean_metric=self.mean_metric)
+                            mean_metric=self.mean_metric, form=self.run["pnp_form"])
         with torch.no_grad():
             x = self.synth(self.theta[fold][idx].float())
             target = self.feature(x) if self.loss == "ddsp_jtfs" else None
@@ -420,7 +435,12 @@ def train_run(run_obj: Run, out_dir, *, init_model=None, stop_after_epoch: int |
         lam = run_obj.damping.lam
         lr = run_obj.optimizer.param_groups[0]["lr"]
         train_loss = run_obj.train_epoch(epoch, progress)
+        train_seconds = time.perf_counter() - t0
         val_loss, val_ploss = run_obj.validate()
+        if run_obj.training.get("keep_epochs", False):
+            # weights after this epoch's steps, before any restore: `pnp diagnose` evaluates them
+            _save({"model": run_obj.model.state_dict(), "epoch": epoch},
+                  ckpt / f"epoch-{epoch:04d}.pt")
         if not math.isfinite(val_loss):
             raise TrainingDiverged(f"the validation loss is {val_loss} after epoch {epoch}; "
                                    "the last good checkpoint is kept")
@@ -432,7 +452,8 @@ def train_run(run_obj: Run, out_dir, *, init_model=None, stop_after_epoch: int |
         run_obj.scheduler.step(val_loss)
         history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
                         "val_ploss": val_ploss, "lam": lam, "lr": lr,
-                        "seconds": time.perf_counter() - t0, "damping_event": event})
+                        "seconds": time.perf_counter() - t0, "train_seconds": train_seconds,
+                        "steps": run_obj.steps, "damping_event": event})
         log.info("epoch %d: train %.4g, val %.4g (P-loss %.4g), λ %.3g, lr %.2g, %.1f s",
                  epoch, train_loss, val_loss, val_ploss, lam, lr, history[-1]["seconds"])
         _save(run_obj.checkpoint_state(epoch, history, best), ckpt / "last.pt")

@@ -114,6 +114,17 @@ def test_auto_mu_puts_pnp_on_the_p_loss_scale():
     eig = np.array([[1e-2, 1.0, 1e3], [1e-1, 10.0, 1e4], [1.0, 1.0, 1.0]])
     mu = auto_mu(eig)
     assert mu == pytest.approx(2.0 / np.median(eig.sum(axis=1)))
+    # the claim itself: for isotropic errors E ΔΔᵀ = σ²I and an M with the median trace,
+    # the mean PNP loss ½μ E[ΔᵀMΔ] equals the mean P-loss σ² (Monte Carlo, 200k errors)
+    gen = torch.Generator().manual_seed(0)
+    Q, _ = torch.linalg.qr(torch.randn(3, 3, generator=gen, dtype=torch.float64))
+    M = (Q @ torch.diag(torch.tensor([1e-2, 1.0, 1e3], dtype=torch.float64)) @ Q.T)[None]
+    sigma = 0.3
+    delta = sigma * torch.randn(200_000, 3, generator=gen, dtype=torch.float64)
+    nu = torch.zeros_like(delta)
+    pnp = pnp_loss(delta, nu, M.expand(len(delta), 3, 3), mu=mu).item()
+    assert pnp == pytest.approx(p_loss(delta, nu).item(), rel=0.02)
+    assert pnp == pytest.approx(sigma ** 2, rel=0.02)
     with pytest.raises(ValueError):
         auto_mu(np.zeros((2, 3)))
 
@@ -212,3 +223,78 @@ def test_mss_gradient_is_finite_on_denormal_bins():
     assert torch.isfinite(torch.view_as_real(g)).all()
     assert torch.allclose(g[2], torch.tensor(0.5 ** 0.5 * (1 + 1j), dtype=torch.complex64))
     assert torch.equal(_magnitude(z.detach()), z.detach().abs())
+
+
+def test_pnp_norm_form_is_the_linear_model_of_the_distance():
+    # ‖JΔ‖ for an explicit J: the norm form (μ = 1, λ = 0) is that distance per sample, and
+    # its gradient is JᵀJΔ/‖JΔ‖ (checked against autograd of the explicit norm)
+    gen = torch.Generator().manual_seed(4)
+    J = torch.randn(6, 40, 3, generator=gen, dtype=torch.float64)
+    nu = torch.randn(6, 3, generator=gen, dtype=torch.float64)
+    nu_hat = (nu + 0.1 * torch.randn(6, 3, generator=gen, dtype=torch.float64)).requires_grad_()
+    M = J.transpose(1, 2) @ J
+    per = pnp_loss(nu_hat, nu, M, form="norm", reduce=False)
+    want = torch.linalg.vector_norm(torch.einsum("bkp,bp->bk", J, nu_hat - nu), dim=-1)
+    torch.testing.assert_close(per, want, rtol=1e-9, atol=1e-9)
+    g, = torch.autograd.grad(per.mean(), nu_hat)
+    nu_hat2 = nu_hat.detach().clone().requires_grad_()
+    g2, = torch.autograd.grad(torch.linalg.vector_norm(
+        torch.einsum("bkp,bp->bk", J, nu_hat2 - nu), dim=-1).mean(), nu_hat2)
+    torch.testing.assert_close(g, g2, rtol=1e-7, atol=1e-9)
+    # the squared form is half the square of the same distance
+    sq = pnp_loss(nu_hat, nu, M, reduce=False)
+    torch.testing.assert_close(sq, 0.5 * want ** 2, rtol=1e-9, atol=1e-9)
+    # finite gradient at Δ = 0
+    at = nu.clone().requires_grad_()
+    g0, = torch.autograd.grad(pnp_loss(at, nu, M, form="norm"), at)
+    assert torch.isfinite(g0).all()
+    with pytest.raises(ValueError, match="form"):
+        pnp_loss(nu_hat, nu, M, form="cubed")
+
+
+def test_pnp_gradient_direction_differs_from_p_loss_when_lambda_is_small():
+    # an anisotropic M turns the gradient away from Δ; a huge λ brings it back to P-loss
+    nu = torch.zeros(1, 3, dtype=torch.float64)
+    delta = torch.tensor([[1.0, 1.0, 1.0]], dtype=torch.float64)
+    M = torch.diag(torch.tensor([100.0, 1.0, 0.01], dtype=torch.float64))[None]
+
+    def cosine(lam, form):
+        x = delta.clone().requires_grad_()
+        g, = torch.autograd.grad(pnp_loss(x, nu, M, lam=lam, form=form), x)
+        return float(torch.nn.functional.cosine_similarity(g, delta).item())
+
+    for form in ("squared", "norm"):
+        assert cosine(0.0, form) < 0.7          # mostly along the stiff axis
+        assert cosine(1e6, form) > 0.999        # λ ≫ M: the P-loss direction
+
+
+def test_median_rule_uses_a_typical_sample_and_lambda_is_capped_at_lambda0():
+    eig = np.array([[0.1, 4.0], [0.2, 3.0], [0.0, 1000.0]])
+    assert initial_lambda(eig, mu=0.5) == pytest.approx(500.0)
+    assert initial_lambda(eig, mu=0.5, rule="median_max_eigenvalue") == pytest.approx(2.0)
+    net = _Net()
+    d = Damping("adaptive", lam0=1.0, accelerator=0.5, brake=10.0, restore_best=False)
+    d.after_validation(1.0, net)              # improved: 0.5
+    for _ in range(3):
+        d.after_validation(2.0, net)          # braked ×10, capped at λ₀ = 1
+    assert d.lam == 1.0
+
+
+def test_lambda_floor_and_restore_for_every_schedule():
+    net = _Net()
+    s = Damping("scheduled", lam0=1.0, factor=0.1, min_lambda=0.05, restore_best=False)
+    for _ in range(3):
+        s.after_validation(1.0, net)
+    assert s.lam == 0.05
+    a = Damping("adaptive", lam0=1.0, accelerator=0.01, min_lambda=0.2, restore_best=False)
+    a.after_validation(1.0, net)
+    assert a.lam == 0.2
+    # restore_best acts on a constant schedule too (P-loss, DDSP get the same treatment)
+    c = Damping("constant", lam0=0.0, restore_best=True)
+    with torch.no_grad():
+        net.w.fill_(1.0)
+    assert c.after_validation(1.0, net) == "held"
+    with torch.no_grad():
+        net.w.fill_(9.0)
+    assert c.after_validation(2.0, net) == "restored"
+    assert torch.all(net.w == 1.0) and c.lam == 0.0

@@ -77,11 +77,13 @@ def test_every_loss_and_ablation_learns_a_fixed_batch(data, run):
     r = make_run(data, {**run, "seed": 1})
     r.build_cache(progress=False)
     idx = torch.arange(4)
-    losses = []
+    losses, undamped = [], []
     for _ in range(8):
         r.model.train()
-        loss = r.objective("train", idx, r.model.from_features(r.encoder_inputs("train", idx)),
-                           r.damping.lam)
+        nu_hat = r.model.from_features(r.encoder_inputs("train", idx))
+        loss = r.objective("train", idx, nu_hat, r.damping.lam)
+        # PNP: the metric part itself must fall, not only the (P-loss-like) damping term
+        undamped.append(float(r.objective("train", idx, nu_hat.detach(), 0.0)))
         r.optimizer.zero_grad()
         loss.backward()
         if r.run["clip"] == "norm":
@@ -90,6 +92,7 @@ def test_every_loss_and_ablation_learns_a_fixed_batch(data, run):
         losses.append(loss.item())
     assert np.isfinite(losses).all()
     assert losses[-1] < losses[0], losses
+    assert undamped[-1] < undamped[0], undamped
 
 
 def _weights(path):
@@ -220,3 +223,49 @@ def test_kill_9_mid_run_then_rerun_equals_uninterrupted(data, tmp_path):
     ha, hb = (pd.read_parquet(tmp_path / d / "history.parquet") for d in "ab")
     pd.testing.assert_frame_equal(ha[["epoch", "train_loss", "val_loss", "lam"]],
                                   hb[["epoch", "train_loss", "val_loss", "lam"]])
+
+
+def test_mu_and_lambda0_come_from_the_train_fold_not_val(data, tmp_path):
+    spec, params, paths = data
+    scaler = spec.fit_scaler(params)
+    # a val metric 1000× larger: μ and λ₀ must not move
+    val = paths["val"]
+    from pnp_core.metric_file import read_metric
+
+    t = read_metric(val)
+    big = tmp_path / "val_big.parquet"
+    write_metric(big, t.ids, t.M * 1000, t.eig * 1000, {"scaler": scaler.state(), "fold": "val"})
+    a = Run(spec, params, {"loss": "pnp"}, training_config(), paths)
+    b = Run(spec, params, {"loss": "pnp"}, training_config(), {**paths, "val": big})
+    assert a.mu == b.mu and a.lam0 == b.lam0
+    eig = np.linalg.eigvalsh(a.M["train"].cpu().numpy())
+    assert a.mu == pytest.approx(2.0 / np.median(eig.sum(axis=1)))
+    assert a.lam0 == pytest.approx(a.mu * eig.max())
+
+
+def test_constant_schedule_stays_undamped_whatever_lambda0(data):
+    r = make_run(data, {"loss": "pnp", "damping": "constant"},
+                 damping={"lambda0": 3.0})
+    assert r.damping.lam == 0.0 and r.lam0 == 0.0
+    r = make_run(data, {"loss": "pnp", "damping": "constant"},
+                 damping={"lambda0": 3.0, "constant_lambda": 0.5})
+    assert r.damping.lam == 0.5
+    r = make_run(data, {"loss": "pnp"}, damping={"lambda0": 3.0})
+    assert r.damping.lam == 3.0
+
+
+@pytest.mark.parametrize("loss", ["p", "pnp"])
+def test_restore_inside_train_run_applies_to_every_loss(data, tmp_path, loss):
+    # lr so large that validation gets worse after epoch 1: with restore_best every later
+    # epoch ends with the epoch-1 weights loaded back (P-loss and PNP alike)
+    r = make_run(data, {"loss": loss, "seed": 0}, lr=5.0, epochs=3,
+                 damping={"restore_best": True, "schedule": "adaptive"}, keep_epochs=True)
+    hist = train_run(r, tmp_path / loss, progress=False)
+    events = hist["damping_event"].tolist()
+    assert "restored" in events[1:], hist
+    best = torch.load(tmp_path / loss / "checkpoint" / "best.pt", weights_only=False)
+    for k, v in r.model.state_dict().items():
+        assert torch.equal(v, best["model"][k]), k
+    # per-epoch weights (before any restore) and the time columns
+    assert len(list((tmp_path / loss / "checkpoint").glob("epoch-*.pt"))) == 3
+    assert (hist["train_seconds"] <= hist["seconds"]).all() and (hist["steps"] == r.steps).all()

@@ -130,13 +130,22 @@ def dtfa_targets():
 # -- the run grid (training) ----------------------------------------------------------------------
 
 #: run-row columns that are ablation values (None = the config's default)
-RUN_AXES = ["rescaling", "optimizer", "clip", "damping", "damping_matrix", "representation"]
+RUN_AXES = [
+    "rescaling",
+    "optimizer",
+    "clip",
+    "damping",
+    "damping_matrix",
+    "pnp_form",
+    "representation",
+]
 SUFFIX = {
     "rescaling": "rescale",
     "optimizer": "opt",
     "clip": "clip",
     "damping": "damp",
     "damping_matrix": "D",
+    "pnp_form": "form",
     "representation": "rep",
 }
 
@@ -166,6 +175,8 @@ def make_run_grid(config):
     """
     tr = config["training"]
     half = max(1, tr["epochs"] // 2)
+    # the PNP-form ablation trains the form that Table 1 does not use
+    other_form = "squared" if tr["pnp_form"] == "norm" else "norm"
     rows = []
     for synth, entry in config["synths"].items():
         for seed in tr["seeds"]:
@@ -200,6 +211,7 @@ def make_run_grid(config):
                 ("damping", "scheduled", ("pnp",)),
                 ("damping_matrix", "diag", ("pnp",)),
                 ("damping_matrix", "mean", ("pnp",)),
+                ("pnp_form", other_form, ("pnp",)),
                 ("representation", "mss", ("pnp",)),
             ):
                 if axis in axes:
@@ -290,6 +302,7 @@ TABLE_AXES = {
     "clip": "optimizer",
     "damping": "damping",
     "damping_matrix": "damping",
+    "pnp_form": "damping",
 }
 #: order of the ablation tables
 ABLATION_TABLES = ["rescaling", "pretraining", "representation", "optimizer", "damping"]

@@ -31,6 +31,7 @@ include: "workflow/rules/dtfa.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/diagnose.smk"
 
 
 rule all:

@@ -70,7 +70,7 @@ def model_validity(spec, scaler, nu: np.ndarray, M: np.ndarray, ids: np.ndarray,
     -------
     DataFrame, one row per (sound, error): ``id``, ``source`` ('random' | 'network'),
     ``nominal`` (the radius asked for; NaN for the network's errors),
-    ``radius`` (‖Δ‖₂/√P after clamping ν+Δ into [−1, 1]), ``d_true``, ``d_lin`` = √(ΔᵀMΔ),
+    ``radius`` (‖Δ‖₂/√P after clamping θ into the synthesizer's box), ``d_true``, ``d_lin`` = √(ΔᵀMΔ),
     ``ratio`` = d_lin / d_true, ``trace_M``.
     """
     from pnp_core.progress import Progress
@@ -87,8 +87,13 @@ def model_validity(spec, scaler, nu: np.ndarray, M: np.ndarray, ids: np.ndarray,
                 rows.append((i, "random", d, r))
         if deltas is not None:
             rows.append((i, "network", np.asarray(deltas[i], np.float64), np.nan))
+    from pnp_core.losses import clamp_theta
+
     idx = np.array([r[0] for r in rows])
-    target = np.clip(nu[idx] + np.stack([r[2] for r in rows]), -1.0, 1.0)
+    # ν + Δ moved back into the synthesizer's box (the sound that can be synthesised); Δ is
+    # then the error that remains, so d_lin and d_true see the same Δ
+    want = torch.as_tensor(nu[idx] + np.stack([r[2] for r in rows]))
+    target = scaler.forward(clamp_theta(scaler.inverse(want), spec.space)).numpy()
     delta = target - nu[idx]
     base = torch.empty(0)
     d_true = np.empty(len(rows))
@@ -165,12 +170,14 @@ def fold_objectives(spec, ref_scaler, theta: np.ndarray, delta: np.ndarray, M: n
 
 
 def epoch_dynamics(spec, params: pd.DataFrame, run_dir, metrics: dict, *,
-                   progress: bool = True) -> pd.DataFrame:
+                   mu: float | None = None, progress: bool = True) -> pd.DataFrame:
     """Per epoch of a run kept with ``training.keep_epochs``: its history and, on the val and
     test folds, the mean of each :func:`fold_objectives` column (``{fold}_{column}``) and the
     5 %-top share of the undamped PNP (``{fold}_pnp_top5``).
 
     ``metrics``: fold → merged metric file of the entry's feature (val and test).
+    ``mu``: the PNP scale of the objectives (None = the run's own μ; give every run the same
+    μ to compare runs trained with other losses, whose μ is 1).
     """
     from pnp_core.formats import HISTORY_FORMAT
     from pnp_core.io import read_table
@@ -183,8 +190,8 @@ def epoch_dynamics(spec, params: pd.DataFrame, run_dir, metrics: dict, *,
     model = model.to(DTYPE)
     run_scaler = Scaler.from_state(spec.space, record["scaler"])
     ref_scaler = spec.fit_scaler(params)
-    mu = float(record.get("mu", 1.0))
-    history = read_table(run_dir / "history.parquet", HISTORY_FORMAT).df
+    mu = float(record.get("mu", 1.0)) if mu is None else float(mu)
+    history = read_table(run_dir / "history.parquet", HISTORY_FORMAT).data
     epochs = sorted((run_dir / "checkpoint").glob("epoch-*.pt"))
     if not epochs:
         raise DataError(f"{run_dir}/checkpoint has no epoch-NNNN.pt: train the run with "
@@ -310,6 +317,19 @@ def plot_diagnostics(validity: pd.DataFrame, dynamics: dict, settings: pd.DataFr
     save_figure(fig, pdf, png)
 
 
+def _common_mu(runs: dict, M: np.ndarray) -> float:
+    """One PNP scale μ for every run's objectives: the first PNP run's (trained) μ, else
+    :func:`pnp_core.losses.auto_mu` of ``M`` (n, P, P)."""
+    from pnp_core.losses import auto_mu
+    from pnp_core.train import load_model
+
+    for folder in runs.values():
+        _, record = load_model(Path(folder) / "model.pt")
+        if record.get("run", {}).get("loss") == "pnp":
+            return float(record["mu"])
+    return auto_mu(np.linalg.eigvalsh(M))
+
+
 def write_diagnostics(spec, params: pd.DataFrame, metrics: dict, out_dir, *,
                       runs: dict | None = None, other_spec=None, n_sounds: int = 32,
                       n_compare: int = 6, directions: int = 2, seed: int = 0,
@@ -358,7 +378,8 @@ def write_diagnostics(spec, params: pd.DataFrame, metrics: dict, out_dir, *,
         model, record = load_model(Path(next(iter(runs.values()))) / "model.pt")
         deltas = fold_errors(model.to(DTYPE), spec, torch.as_tensor(theta),
                              Scaler.from_state(spec.space, record["scaler"]), ref)
-    meta = {"synth": spec.name, "provenance": spec.provenance(), "runs": runs,
+    meta = {"synth": spec.name, "provenance": spec.provenance(),
+            "runs": {k: str(v) for k, v in runs.items()},
             "metrics": {k: str(v) for k, v in metrics.items()}}
     validity = model_validity(spec, ref, nu, M, ids, directions=directions, seed=seed,
                               deltas=deltas, progress=progress)
@@ -367,10 +388,12 @@ def write_diagnostics(spec, params: pd.DataFrame, metrics: dict, out_dir, *,
     write_csv(summary, out_dir / "validity_summary.csv")
     dynamics, rank = {}, None
     if runs:
+        mu = _common_mu(runs, M_all)
         rows = []
         for name, folder in runs.items():
             dyn = epoch_dynamics(spec, params, folder, {f: metrics[f] for f in ("val", "test")
-                                                        if f in metrics}, progress=progress)
+                                                        if f in metrics},
+                                 mu=mu, progress=progress)
             dynamics[name] = dyn
             rows.append({"run": name, **rank_agreement(dyn, "val"),
                          "val_pnp_top5_last": float(dyn["val_pnp_top5"].iloc[-1]),

@@ -424,6 +424,42 @@ def table1_runs(synth, first_seed=False):
     return list(rows["name"])
 
 
+def diagnose_runs(synth):
+    """The runs `pnp diagnose` follows: the first seed's P-loss and PNP-JTFS of Table 1."""
+    seed = min(config["training"]["seeds"])
+    return {"P-loss": run_name("p", seed), "PNP-JTFS": run_name("pnp", seed)}
+
+
+def diagnose_inputs(wildcards):
+    s = wildcards.synth
+    inputs = {
+        "params": f"results/data/{s}/params.parquet",
+        "metric_test": metric_path(s, "test"),
+        "metric_val": metric_path(s, "val"),
+    }
+    for label, name in diagnose_runs(s).items():
+        inputs[f"model_{name}"] = f"results/runs/{s}/{name}/model.pt"
+    return inputs
+
+
+def diagnose_run_flags(wildcards):
+    return " ".join(
+        f"--run {label.replace(' ', '')}=results/runs/{wildcards.synth}/{name}"
+        for label, name in diagnose_runs(wildcards.synth).items()
+    )
+
+
+def diagnose_compare_json(wildcards):
+    """The synth entry with the paper preset's settings and feature (same dataset)."""
+    paper = load_yaml(f"{workflow.basedir}/workflow/presets/paper.yaml")["synths"]
+    entry = json.loads(entry_json("train")(wildcards))
+    over = paper.get(wildcards.synth, {})
+    for key in ("settings", "feature"):
+        if key in over:
+            entry[key] = over[key]
+    return json.dumps(entry, sort_keys=True)
+
+
 def damping_histories(wildcards):
     """Input function of the λ figure: history.parquet of the PNP runs of Table 1
     (group 'table1'), plus those of the damping ablations (group 'ablation')."""

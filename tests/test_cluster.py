@@ -36,10 +36,12 @@ TARGETS = ["results/table1.csv"]
 # cancelled while running; the wildcards are synth, rep ("" = the JTFS metric), fold, shard
 SHARD = "rule_compute_jacobian_wildcards_amfm__train_0001"
 VICTIM = "ddsp-jtfs_seed0"  # the slowest training per epoch (~3 s): preempted, then cancelled
-EPOCHS = 6
+# 10 epochs: the requeue and the scancel must each land with epochs left to resume; with 6,
+# a CI run once requeued the victim as it was finishing and it never resumed
+EPOCHS = 10
 
 # One small synth, a small JTFS, 3 Jacobian shards (52 train sounds in 2, 8 val in 1),
-# 6-epoch small-CNN trainings.
+# 10-epoch small-CNN trainings.
 CONFIG = f"""
 plugins: []
 device: cpu
@@ -157,6 +159,7 @@ def test_tiny_config_through_slurm_survives_requeue_and_scancel(slurm, workdir):
         k1 = _wait("the first checkpoint", lambda: _epochs_done(last), proc, out)
         job = _wait("the training job running", lambda: running(f"amfm_{VICTIM}"), proc,
                     out)[0]
+        assert k1 <= EPOCHS - 3, f"the victim ran {k1} of {EPOCHS} epochs before the requeue"
         slurm.run("scontrol", "requeue", job)
         k = _wait("the requeued job to resume", lambda: _resumed_from(train_log), proc, out)
         assert k >= k1 >= 1, (k, k1)

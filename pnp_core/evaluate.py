@@ -24,6 +24,8 @@ For a test sample with true θ and prediction ν̂ = f_W(g(θ)):
   in the *reference* normalised space h: the entry's rescaling fitted on the train fold
   (the space of the metric files). For every Table-1 run this is the run's own space;
   for the rescaling ablation it keeps the errors of all runs in one space;
+* ``centre_err`` = the ``param_err`` the chance predictor would have, the one that always
+  answers the centre of the box (:func:`centre_errors`): Table 1's chance line;
 * ``m_diag_<name>`` = diagonal of the test-fold M in that same space (NaN without it);
 * ``test_loss`` = the run's own objective per sample, as :mod:`pnp_core.train` computes
   it, in the run's rescaling: P: (1/P)‖ν̂ − ν‖²; PNP: undamped ½ μ Δᵀ M Δ with the run's μ
@@ -33,7 +35,7 @@ For a test sample with true θ and prediction ν̂ = f_W(g(θ)):
 Output formats (tables of :mod:`pnp_core.io`)
 --------------------------------------------
 ``pnp-eval/1`` (``metrics.parquet``), one row per test sample, sorted by id: ``id`` int64;
-``jtfs_dist``, ``micro_weight``, ``mss_dist``, ``param_err``, ``sqerr_<p>`` (per parameter,
+``jtfs_dist``, ``micro_weight``, ``mss_dist``, ``param_err``, ``centre_err``, ``sqerr_<p>`` (per parameter,
 in order), ``test_loss``, ``m_diag_<p>``: float64. Metadata: ``provenance``, ``run``
 (the run record of model.pt), ``synth``, ``n_test``, ``loss``, ``param_space`` (scaler
 state of the reference space), ``param_names``, ``n_clamped``, ``mu``, ``sources``.
@@ -97,6 +99,16 @@ def mss_distance(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 def squared_errors(nu_hat: np.ndarray, nu: np.ndarray) -> np.ndarray:
     """(ν̂ − ν)² per sample and parameter, (n, P) float64."""
     return (np.asarray(nu_hat, np.float64) - np.asarray(nu, np.float64)) ** 2
+
+
+def centre_errors(scaler, space, theta: torch.Tensor) -> np.ndarray:
+    """Per sample (n,), the parameter error of the chance predictor that always answers the
+    centre of the parameter box: mean over parameters of (c − h(θ))², c = (h(low) + h(high)) / 2
+    in the space h of ``scaler`` (the midpoint of the rescaled box, hence the log-midpoint of
+    a log-scaled parameter)."""
+    box = torch.as_tensor(np.stack([space.low, space.high]), dtype=theta.dtype)
+    centre = scaler.forward(box).mean(dim=0).cpu().numpy()
+    return squared_errors(centre[None, :], scaler.forward(theta.cpu()).numpy()).mean(axis=1)
 
 
 def pnp_test_loss(nu_hat: np.ndarray, nu: np.ndarray, M: np.ndarray, mu: float) -> np.ndarray:
@@ -295,7 +307,8 @@ def evaluate_run(spec, params: pd.DataFrame, inputs: EvalInputs, training: dict 
         weight, m_diag = np.full(n, np.nan), np.full((n, P), np.nan)
 
     metrics = pd.DataFrame({"id": ids, "jtfs_dist": jtfs, "micro_weight": weight,
-                            "mss_dist": mss, "param_err": sq.mean(axis=1)})
+                            "mss_dist": mss, "param_err": sq.mean(axis=1),
+                            "centre_err": centre_errors(ref_scaler, space, theta)})
     for j, name in enumerate(names):
         metrics[f"sqerr_{name}"] = sq[:, j]
     metrics["test_loss"] = np.asarray(test_loss, np.float64)

@@ -151,6 +151,13 @@ def test_every_metric_matches_its_definition(setup):
     sq = (ref.forward(th) - ref.forward(torch.tensor(theta))).numpy() ** 2
     assert np.allclose(met[[f"sqerr_{p}" for p in names]].to_numpy(), sq)
     assert np.allclose(met["param_err"], sq.mean(axis=1))
+    # chance line: the centre of the box, the geometric midpoint of a log-scaled parameter
+    space = spec.space
+    mid = np.where(space.log_mask, np.sqrt(space.low * space.high),
+                   (space.low + space.high) / 2)
+    centre = ref.forward(torch.tensor(mid[None, :])).numpy()
+    want = ((centre - ref.forward(torch.tensor(theta)).numpy()) ** 2).mean(axis=1)
+    assert np.allclose(met["centre_err"], want)
     # micro weight and diag M from the test metric file (stored in the same space)
     table = read_metric(setup["metrics"]["test"])
     assert np.allclose(met["micro_weight"], np.sqrt(table.eig[:, -1] * table.eig[:, -2]))
@@ -227,7 +234,8 @@ def test_evaluate_command_writes_both_tables(setup, tmp_path):
     met = read_table(out_m, EVAL_FORMAT)
     preds = read_table(out_p, PREDICTIONS_FORMAT)
     names = setup["spec"].space.names
-    assert list(met.data.columns) == (["id", "jtfs_dist", "micro_weight", "mss_dist", "param_err"]
+    assert list(met.data.columns) == (["id", "jtfs_dist", "micro_weight", "mss_dist", "param_err",
+                                       "centre_err"]
                                       + [f"sqerr_{p}" for p in names] + ["test_loss"]
                                       + [f"m_diag_{p}" for p in names])
     assert list(preds.data.columns) == (["id"] + [f"theta_{p}" for p in names]

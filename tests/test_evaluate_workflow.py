@@ -52,7 +52,11 @@ def test_tiny_config_builds_table1_and_an_ablation_table(workdir):
     assert met.meta["n_test"] == n_test and np.isfinite(met.data["test_loss"]).all()
     abl = pd.read_csv(workdir / "results/tables/ablation_damping.csv")
     assert abl["run_group"].tolist() == ["pnp-jtfs", "pnp-jtfs_D-diag", "pnp-jtfs_D-mean"]
-    assert abl["test"].iloc[1].startswith("Wilcoxon")
+    assert abl["test"].iloc[1].startswith("none: one seed")   # no test across methods
+    tests = pd.read_csv(workdir / "results/table1_tests.csv")
+    assert len(tests) == 3 * 3 and tests["p_boot"].isna().all()
+    assert np.isfinite(table["centre_err_mean"]).all()
+    assert np.isfinite(table["sec_per_step_mean"]).all()
     # a second run has nothing to do
     again = snakemake(workdir, "--cores", "2", "results/table1.csv",
                       "results/tables/ablation_damping.csv", "-n")

@@ -13,14 +13,17 @@ from scipy import stats
 from pnp_core.cli import main
 from pnp_core.errors import DataError
 from pnp_core.io import write_table
-from pnp_core.tables import (ABLATION_COLUMNS, TABLE_COLUMNS, TEST_SAMPLES, TEST_SEEDS,
-                             ablation_table, method_label, run_group, table1)
+from pnp_core.stats import bootstrap_ci, holm, paired_bootstrap
+from pnp_core.tables import (ABLATION_COLUMNS, TABLE_COLUMNS, TEST_NONE, TEST_SEEDS,
+                             TESTS_COLUMNS, ablation_table, method_label, run_group, table1,
+                             table1_tests)
 
 N_TEST = 5
 IDS = np.arange(100, 100 + N_TEST, dtype=np.int64)
 
 
-def write_run(tmp, synth, name, jtfs, weight=None, seconds=(1.0, 3.0), mss=None, perr=None):
+def write_run(tmp, synth, name, jtfs, weight=None, seconds=(1.0, 3.0), mss=None, perr=None,
+              centre=None):
     """metrics.parquet + history.parquet of one fake run; returns its run-list entry."""
     folder = tmp / synth / name
     jtfs = np.asarray(jtfs, dtype=np.float64)
@@ -28,11 +31,13 @@ def write_run(tmp, synth, name, jtfs, weight=None, seconds=(1.0, 3.0), mss=None,
                         "micro_weight": np.ones(N_TEST) if weight is None else weight,
                         "mss_dist": jtfs / 10 if mss is None else mss,
                         "param_err": jtfs / 100 if perr is None else perr,
+                        "centre_err": np.full(N_TEST, 0.4) if centre is None else centre,
                         "sqerr_a": jtfs / 100, "test_loss": jtfs, "m_diag_a": np.ones(N_TEST)})
     write_table(met, folder / "metrics.parquet", "pnp-eval/1", {"n_test": N_TEST})
     hist = pd.DataFrame({"epoch": np.arange(1, len(seconds) + 1), "train_loss": 1.0,
                          "val_loss": 1.0, "val_ploss": 1.0, "lam": 0.0, "lr": 1e-3,
-                         "seconds": list(seconds), "damping_event": ""})
+                         "seconds": list(seconds), "damping_event": "",
+                         "train_seconds": [0.5 * x for x in seconds], "steps": 4})
     write_table(hist, folder / "history.parquet", "pnp-history/1", {})
     loss = {"p": "p", "pnp-jtfs": "pnp", "ddsp-mss": "ddsp_mss",
             "ddsp-jtfs": "ddsp_jtfs"}[name.split("_")[0]]
@@ -87,7 +92,7 @@ def test_table1_command_writes_csv_and_markdown(tmp_path):
     assert list(df.columns) == TABLE_COLUMNS and len(df) == 4
     assert df["jtfs_mean"].tolist() == [3.0] * 4 and df["jtfs_std"].isna().all()
     text = md.read_text()
-    assert "| ftm | PNP-JTFS | 1 | 5 | 3 |" in text   # one run: the mean alone, no "± NaN"
+    assert "| ftm | PNP-JTFS | 1 | 5 | 3 [" in text   # one run: no "± NaN", a sounds-only CI
     assert "single run (one seed)" in text
 
 
@@ -114,20 +119,19 @@ def ablation_runs(tmp_path, seeds):
     return runs
 
 
-def test_ablation_one_seed_uses_wilcoxon_over_test_samples(tmp_path):
+def test_ablation_one_seed_has_no_test_across_methods(tmp_path):
     runs = ablation_runs(tmp_path, [0])
     df = ablation_table(runs, "damping")
     assert list(df.columns) == ABLATION_COLUMNS
     assert df["run_group"].tolist() == ["pnp-jtfs", "pnp-jtfs_D-diag", "pnp-jtfs_D-mean"]
     assert df["role"].tolist() == ["baseline", "variant", "variant"]
-    a = pd.read_parquet(runs[1]["metrics"])["jtfs_dist"]
-    b = pd.read_parquet(runs[0]["metrics"])["jtfs_dist"]
-    want = stats.wilcoxon(a, b)
-    row = df.iloc[1]
-    assert row["test"] == TEST_SAMPLES and row["n_pairs"] == N_TEST
-    assert row["p_value"] == pytest.approx(want.pvalue)
-    assert row["statistic"] == pytest.approx(want.statistic)
-    assert math.isnan(df.iloc[0]["p_value"])
+    assert (df.loc[df["role"] == "variant", "test"] == TEST_NONE).all()
+    for col in ("p_value", "p_holm", "p_value_mss", "p_holm_param_err"):
+        assert df[col].isna().all(), col
+    md = tmp_path / "a.md"
+    assert main(["ablation-table", "--axis", "damping", "--runs", json.dumps({"runs": runs}),
+                 "--csv", str(tmp_path / "a.csv"), "--md", str(md)]) == 0
+    assert "none (one seed)" in md.read_text()
 
 
 def test_ablation_several_seeds_uses_paired_t_test_over_seeds(tmp_path):
@@ -146,10 +150,90 @@ def test_ablation_several_seeds_uses_paired_t_test_over_seeds(tmp_path):
     assert main(["ablation-table", "--axis", "damping", "--runs", json.dumps({"runs": runs}),
                  "--csv", str(csv), "--md", str(md)]) == 0
     assert "paired t-test over seeds" in md.read_text()
-    assert pd.read_csv(csv)["p_value"].notna().sum() == 2
+    out = pd.read_csv(csv)
+    assert out["p_value"].notna().sum() == 2
+    # Holm over the two variants, per metric, by hand
+    p = sorted(out["p_value"].dropna())
+    holm_by_hand = [min(1, 2 * p[0]), min(1, max(2 * p[0], p[1]))]
+    assert sorted(out["p_holm"].dropna()) == pytest.approx(holm_by_hand, rel=1e-4)
+    mss = {r["name"]: pd.read_parquet(r["metrics"])["mss_dist"].mean() for r in runs}
+    want_mss = stats.ttest_rel([mss[f"pnp-jtfs_D-diag_seed{s}"] for s in range(3)],
+                               [mss[f"pnp-jtfs_seed{s}"] for s in range(3)])
+    assert row["p_value_mss"] == pytest.approx(want_mss.pvalue)
 
 
 def test_ablation_variant_without_its_baseline_is_refused(tmp_path):
     runs = [r for r in ablation_runs(tmp_path, [0]) if r["role"] == "variant"]
     with pytest.raises(DataError, match="baseline that is not in the run list"):
         ablation_table(runs, "damping")
+
+
+def test_holm_by_hand():
+    # p sorted 0.01, 0.02, 0.04 → 3·0.01, max(0.03, 2·0.02), max(0.04, 1·0.04); NaN ignored
+    got = holm([0.04, 0.01, np.nan, 0.02])
+    assert got[[1, 3, 0]] == pytest.approx([0.03, 0.04, 0.04])
+    assert np.isnan(got[2])
+    assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
+
+
+def test_two_way_bootstrap_resamples_seeds_and_sounds():
+    rng = np.random.default_rng(0)
+    sounds = rng.normal(0, 1, 200)
+    # no seed effect: the interval reflects the sounds (≈ ±1.96/√200 around the mean)
+    flat = np.tile(sounds, (3, 1))
+    lo, hi = bootstrap_ci(flat)
+    assert lo < sounds.mean() < hi
+    assert hi - lo == pytest.approx(2 * 1.96 * sounds.std() / np.sqrt(200), rel=0.25)
+    # a large seed effect widens it: resampling seeds is part of the interval
+    shifted = flat + np.array([[-5.0], [0.0], [5.0]])
+    lo2, hi2 = bootstrap_ci(shifted)
+    assert hi2 - lo2 > 5 * (hi - lo)
+    # weighted: all weight on one sound → the interval is that sound's spread over seeds only
+    w = np.zeros_like(flat)
+    w[:, 0] = 1.0
+    assert bootstrap_ci(flat, w) == pytest.approx((sounds[0], sounds[0]))
+    # paired: a constant shift of −1 is found exactly, p tiny; no shift → p large
+    test = paired_bootstrap(shifted - 1.0, shifted)
+    assert test["diff"] == pytest.approx(-1.0) and test["ci_hi"] == pytest.approx(-1.0)
+    assert test["p_value"] < 0.001
+    noise = paired_bootstrap(shifted + rng.normal(0, 1, shifted.shape), shifted)
+    assert noise["ci_lo"] < 0 < noise["ci_hi"] and noise["p_value"] > 0.05
+
+
+def test_table1_intervals_chance_times_and_tests(tmp_path):
+    rng = np.random.default_rng(3)
+    runs = []
+    for seed in range(3):
+        base = rng.uniform(1, 2, N_TEST)
+        for name, shift in (("p", 1.0), ("ddsp-mss", 0.0), ("pnp-jtfs", 0.0)):
+            runs.append(write_run(tmp_path, "ftm", f"{name}_seed{seed}",
+                                  base + shift + 0.01 * rng.normal(size=N_TEST),
+                                  seconds=(2.0, 4.0)))
+    df = table1(runs)
+    assert list(df.columns) == TABLE_COLUMNS
+    pnp = df[df["method"] == "PNP-JTFS"].iloc[0]
+    assert pnp["jtfs_ci_lo"] < pnp["jtfs_mean"] < pnp["jtfs_ci_hi"]
+    assert pnp["centre_err_mean"] == pytest.approx(0.4)
+    assert pnp["train_sec_per_epoch_mean"] == pytest.approx(1.5)
+    assert pnp["sec_per_step_mean"] == pytest.approx(1.5 / 4)
+    tests = table1_tests(runs)
+    assert list(tests.columns) == TESTS_COLUMNS
+    assert len(tests) == 2 * 3                       # 2 other methods × 3 metrics
+    vs_p = tests[(tests["versus"] == "P-loss") & (tests["metric"] == "jtfs_dist")].iloc[0]
+    assert vs_p["diff"] == pytest.approx(-1.0, abs=0.05) and vs_p["ci_hi"] < 0
+    assert vs_p["p_boot"] < 0.01 and vs_p["n_seeds"] == 3 and vs_p["n_test"] == N_TEST
+    means = {r["name"]: pd.read_parquet(r["metrics"])["jtfs_dist"].mean() for r in runs}
+    want = stats.ttest_rel([means[f"pnp-jtfs_seed{s}"] for s in range(3)],
+                           [means[f"p_seed{s}"] for s in range(3)])
+    assert vs_p["p_t_seeds"] == pytest.approx(want.pvalue)
+    assert tests["p_holm"].to_numpy() == pytest.approx(holm(tests["p_boot"].to_numpy()),
+                                                      nan_ok=True)
+    # one seed: no test across methods
+    one = table1_tests([r for r in runs if r["name"].endswith("seed0")])
+    assert (one["test"] == TEST_NONE).all() and one["p_boot"].isna().all()
+    csv, md, tcsv = tmp_path / "t.csv", tmp_path / "t.md", tmp_path / "tests.csv"
+    assert main(["table1", "--runs", json.dumps({"runs": runs}), "--csv", str(csv),
+                 "--md", str(md), "--tests-csv", str(tcsv)]) == 0
+    text = md.read_text()
+    assert "PNP-JTFS against each method" in text and "chance" in text
+    assert len(pd.read_csv(tcsv)) == 6

@@ -44,6 +44,7 @@ rule table1:
     output:
         csv="results/table1.csv",
         md="results/table1.md",
+        tests="results/table1_tests.csv",
     log:
         "logs/table1.log",
     conda:
@@ -51,7 +52,8 @@ rule table1:
     params:
         runs=table_runs_json("table1"),
     shell:
-        "pnp table1 --runs {params.runs:q} --csv {output.csv} --md {output.md} > {log} 2>&1"
+        "pnp table1 --runs {params.runs:q} --csv {output.csv} --md {output.md}"
+        " --tests-csv {output.tests} > {log} 2>&1"
 
 
 rule ablation_table:

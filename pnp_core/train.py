@@ -3,8 +3,8 @@
 One entry point, :func:`train_run`, for every loss (``p``, ``pnp``, ``ddsp_mss``,
 ``ddsp_jtfs``) and every ablation value of a run row (see :data:`RUN_DEFAULTS`):
 
-* data: the train fold of the params table, θ drawn ``samples_per_epoch`` per epoch in
-  batches of the loss's batch size (a fresh permutation per epoch, seeded), audio x = g(θ) synthesised on the
+* data: the train fold of the params table, θ drawn ``samples_per_epoch`` per epoch (one
+  number, or one per loss: :func:`samples_per_epoch`) in batches of the loss's batch size (a fresh permutation per epoch, seeded), audio x = g(θ) synthesised on the
   fly on the run's device; with ``cache_inputs`` the encoder's CQT input of every train
   and validation sound is computed once (it depends on neither the weights nor the loss; measured on
   the laptop config: CQT 0.27 s vs network forward+backward 0.17 s per batch of 32);
@@ -18,7 +18,10 @@ One entry point, :func:`train_run`, for every loss (``p``, ``pnp``, ``ddsp_mss``
   PNP for PNP runs) and the P-loss; the damping rule then updates λ;
 * checkpoints under ``{out_dir}/checkpoint/``: ``last.pt`` written atomically after every
   epoch (model, optimizer, scheduler, damping state, RNG states, history) and
-  ``best.pt`` (weights with the lowest validation loss). A restarted run with the same
+  ``best.pt`` (weights with the lowest validation loss), and with ``keep_epochs`` the
+  weights after every epoch (``epoch-NNNN.pt``, for :mod:`pnp_core.diagnose`). With
+  ``damping.restore_best`` (any loss alike) a non-improving epoch loads the best weights
+  back. A restarted run with the same
   settings resumes from ``last.pt``; one with other settings starts afresh;
 * a non-finite loss stops the run (:class:`TrainingDiverged`) naming the epoch and step,
   with the last good checkpoint kept; a non-finite M stops it before training, naming
@@ -26,7 +29,8 @@ One entry point, :func:`train_run`, for every loss (``p``, ``pnp``, ``ddsp_mss``
 
 The history has one row per epoch (format ``pnp-history/1``): ``epoch``, ``train_loss``,
 ``val_loss`` (own objective), ``val_ploss``, ``lam`` (λ during the epoch), ``lr``,
-``seconds``, ``damping_event``.
+``seconds`` (the epoch with its validation), ``train_seconds`` (the optimizer steps only),
+``steps`` (optimizer steps in the epoch), ``damping_event``.
 """
 
 from __future__ import annotations

@@ -113,6 +113,17 @@ def test_jacobian_is_taken_at_h_of_theta(ftm, ftm_df):
     torch.testing.assert_close(computer.F(nu), feature(ftm(theta)), rtol=1e-9, atol=1e-9)
     primal, _ = torch.func.jvp(computer.F, (nu,), (torch.ones_like(nu),))
     torch.testing.assert_close(primal, feature(ftm(theta)), rtol=1e-9, atol=1e-9)
+    # the production path (metric) against central finite differences of Φ(g(h⁻¹(ν))) in ν
+    # at ν = h(θ), through the synth, the feature and the scaler directly
+    J, M, _ = computer.metric(theta)
+    h = 1e-6
+    nu_ref = scaler.forward(theta)
+    for p in range(len(ftm.space)):
+        step = torch.zeros_like(nu_ref)
+        step[:, p] = h
+        fd = (feature(ftm(scaler.inverse(nu_ref + step)))
+              - feature(ftm(scaler.inverse(nu_ref - step)))) / (2 * h)
+        torch.testing.assert_close(J[:, :, p], fd, rtol=1e-4, atol=1e-6 * fd.abs().max())
 
 
 def test_metric_is_symmetric_psd_with_ascending_eigenvalues(ftm, ftm_df, tiny_jtfs):

@@ -1,14 +1,14 @@
 """Speed and memory of the Jacobian / metric stage, against one JTFS forward.
 
-    python benchmarks/bench_jacobian.py [--quick] [--threads N] [--out results/benchmarks/jacobian.csv]
+    python benchmarks/bench_jacobian.py [--full] [--threads N] [--out results/benchmarks/jacobian.csv]
 
 Settings (FTM drum, logminmax rescaling, float64 Jacobian as in config.yaml):
 
 * ``laptop``: n_samples 8192 (sr 22050), JTFS J=8, Q=(12, 1), Q_fr=1, F=2, T='global';
   methods jvp and vmap, batch sizes 1 and 4.
 * ``paper``: n_samples 65536, JTFS J=13, Q=(12, 1), Q_fr=1, F=2, T='global'; batch 1
-  (and 2 for vmap unless --quick), one or two sounds per method (minutes on 2 CPU cores).
-* ``laptop-amfm`` (not with --quick): AM/FM n_samples 16384 (sr 8192), same JTFS as laptop.
+  (and 2 for vmap with --full), one or two sounds per method (minutes on 2 CPU cores).
+* ``laptop-amfm`` (with --full only): AM/FM n_samples 16384 (sr 8192), same JTFS as laptop.
 
 Every (setting, method, batch size) runs in a **fresh child process**, so that caches and
 the memory high-water mark of one case do not leak into the next. In the child:
@@ -227,7 +227,9 @@ def run_case(case: dict) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer cases and sounds")
+    parser.add_argument("--full", action="store_true",
+                        help="every case and more sounds (tens of minutes on 2 cores); default: "
+                             "the quick grid, a few minutes")
     parser.add_argument("--threads", default=None,
                         help="torch threads per child, or a comma list to run every case with "
                              "each (default: all cores)")
@@ -252,7 +254,7 @@ def main(argv=None) -> int:
     threads = [int(t) for t in str(args.threads).split(",")] if args.threads else \
         [os.cpu_count() or 1]
     rows = []
-    todo = [{**c, "threads": t} for t in threads for c in cases(args.quick)
+    todo = [{**c, "threads": t} for t in threads for c in cases(not args.full)
             if args.only in (None, c["setting"])]
     for i, case in enumerate(todo, 1):
         case = {**case, "device": device, "dtype": args.dtype}

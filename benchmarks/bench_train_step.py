@@ -18,10 +18,19 @@ Settings (FTM drum, logminmax):
   the paper's batch 64 would take many minutes per step here; the cost of every loss is
   close to linear in the batch, so the ratios carry over.
 
-The step time is the median of ``--repeats`` steps after one warm-up step (DDSP-JTFS at the
-paper setting: ``max(1, repeats // 3)``). Columns: setting, loss, encoder, batch, n_samples,
-seconds_per_step, ratio_to_p, ratio_to_pnp, overhead_vs_p_s (seconds the loss adds to the
-P-loss step), repeats, threads, device.
+Two modes (``mode`` column):
+
+* ``step``: the whole training step above;
+* ``loss_only``: the loss alone, no CQT and no encoder: ν̂ is a leaf tensor (the batch's ν
+  plus a fixed perturbation) and one call is the loss (synthesis and Φ of g(h⁻¹(ν̂)) for DDSP)
+  and its backward to ν̂. On a CPU the CQT and EfficientNet dominate the full step, so the
+  ratio DDSP-JTFS / PNP of the full step understates what the loss itself costs; this mode
+  gives that ratio.
+
+The time is the median of ``--repeats`` calls after one warm-up call (DDSP-JTFS at the
+paper setting: ``max(1, repeats // 3)``). Columns: setting, mode, loss, encoder, batch,
+n_samples, seconds_per_step, ratio_to_p, ratio_to_pnp (within the same setting and mode),
+overhead_vs_p_s (seconds the loss adds to the P-loss call), repeats, threads, device.
 """
 
 from __future__ import annotations
@@ -49,7 +58,20 @@ SETTINGS = {
 MSS_FFTS = (2048, 1024, 512, 256, 128, 64)
 
 
-def bench(setting: str, batch: int, repeats: int, device: torch.device) -> list[dict]:
+def _median_seconds(call, n: int, device: torch.device) -> float:
+    """Median wall time of ``n`` calls after one untimed warm-up call (filter caches, allocator)."""
+    def timed():
+        t0 = time.perf_counter()
+        call()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - t0
+    timed()
+    return statistics.median(timed() for _ in range(n))
+
+
+def bench(setting: str, batch: int, repeats: int, device: torch.device,
+          modes=("step", "loss_only")) -> list[dict]:
     s = SETTINGS[setting]
     synth = get_synth("ftm", sr=22050, n_samples=s["n_samples"], modes=10)
     space = synth.space
@@ -65,45 +87,52 @@ def bench(setting: str, batch: int, repeats: int, device: torch.device) -> list[
     A = torch.randn(batch, len(space), len(space), dtype=torch.float64, device=device)
     M = A @ A.transpose(1, 2)
     cqt = cqt_settings({"octaves": s["octaves"]}, synth.sr)
+    x_target = synth(theta).detach()
+    with torch.no_grad():
+        jtfs_target = jtfs(x_target)
+    # the loss-only mode's prediction: ν + a fixed perturbation, a leaf so backward stops there
+    nu_leaf = (nu + 0.05 * torch.randn(nu.shape, generator=torch.Generator().manual_seed(1))
+               .to(device)).clamp(0, 1).requires_grad_(True)
+
+    def loss_value(loss, nu_hat, x, target_jtfs):
+        if loss == "p":
+            return p_loss(nu_hat, nu)
+        if loss == "pnp":
+            return pnp_loss(nu_hat, nu, M, lam=1e-3)
+        if loss == "ddsp_mss":
+            return ddsp_loss(nu_hat, x, synth, scaler, mss)
+        return ddsp_loss(nu_hat, x, synth, scaler, jtfs, target_jtfs)
+
     rows = []
-    for loss in ("p", "pnp", "ddsp_mss", "ddsp_jtfs"):
-        torch.manual_seed(0)
-        model = Encoder(cqt, len(space), "logminmax", s["encoder"],
-                        spectral=loss.startswith("ddsp")).to(device)
-        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    for mode in modes:
+        for loss in ("p", "pnp", "ddsp_mss", "ddsp_jtfs"):
+            if mode == "step":
+                torch.manual_seed(0)
+                model = Encoder(cqt, len(space), "logminmax", s["encoder"],
+                                spectral=loss.startswith("ddsp")).to(device)
+                opt = torch.optim.Adam(model.parameters(), lr=1e-3)
 
-        def step():
-            x = synth(theta)
-            with torch.no_grad():
-                inputs = model.features(x)
-            nu_hat = model.from_features(inputs)
-            if loss == "p":
-                value = p_loss(nu_hat, nu)
-            elif loss == "pnp":
-                value = pnp_loss(nu_hat, nu, M, lam=1e-3)
-            elif loss == "ddsp_mss":
-                value = ddsp_loss(nu_hat, x, synth, scaler, mss)
+                def call():
+                    x = synth(theta)
+                    with torch.no_grad():
+                        inputs = model.features(x)
+                        target = jtfs(x) if loss == "ddsp_jtfs" else None
+                    value = loss_value(loss, model.from_features(inputs), x, target)
+                    opt.zero_grad(set_to_none=True)
+                    value.backward()
+                    opt.step()
             else:
-                with torch.no_grad():
-                    target = jtfs(x)
-                value = ddsp_loss(nu_hat, x, synth, scaler, jtfs, target)
-            opt.zero_grad(set_to_none=True)
-            value.backward()
-            opt.step()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
+                def call():
+                    nu_leaf.grad = None
+                    loss_value(loss, nu_leaf, x_target, jtfs_target).backward()
 
-        n = max(1, repeats // 3) if (setting == "paper" and loss == "ddsp_jtfs") else repeats
-        step()  # warm-up: filter caches, allocator
-        times = []
-        for _ in range(n):
-            t0 = time.perf_counter()
-            step()
-            times.append(time.perf_counter() - t0)
-        sec = statistics.median(times)
-        print(f"{setting:>6} {loss:>9}: {sec:.4g} s/step (batch {batch}, {n} repeats)", flush=True)
-        rows.append({"setting": setting, "loss": loss, "encoder": s["encoder"], "batch": batch,
-                     "n_samples": s["n_samples"], "seconds_per_step": sec, "repeats": n})
+            n = max(1, repeats // 3) if (setting == "paper" and loss == "ddsp_jtfs") else repeats
+            sec = _median_seconds(call, n, device)
+            print(f"{setting:>6} {mode:>9} {loss:>9}: {sec:.4g} s (batch {batch}, {n} repeats)",
+                  flush=True)
+            rows.append({"setting": setting, "mode": mode, "loss": loss,
+                         "encoder": s["encoder"] if mode == "step" else "none", "batch": batch,
+                         "n_samples": s["n_samples"], "seconds_per_step": sec, "repeats": n})
     return rows
 
 
@@ -124,7 +153,7 @@ def main(argv=None) -> None:
         batch = args.batch_laptop if setting == "laptop" else args.batch_paper
         rows += bench(setting, batch, args.repeats, device)
     df = pd.DataFrame(rows)
-    for setting, grp in df.groupby("setting"):
+    for _, grp in df.groupby(["setting", "mode"]):
         p = grp.loc[grp["loss"] == "p", "seconds_per_step"].iloc[0]
         pnp = grp.loc[grp["loss"] == "pnp", "seconds_per_step"].iloc[0]
         df.loc[grp.index, "ratio_to_p"] = grp["seconds_per_step"] / p

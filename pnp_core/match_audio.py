@@ -12,11 +12,11 @@ Steps (:func:`match_file`):
 2. **Coarse search**: the JTFS distance from the target to every sound of a
    ``grid``³ (or ``grid``^P) grid uniform in ν (the dataset's natural domain); the
    ``starts`` nearest grid points are the initial points.
+   With ``model`` (a trained run's ``model.pt``), the encoder's prediction θ̂ = f_W(x)
+   is one more start (:func:`encoder_start`): amortised inference refined per sound.
+   ``starts = 0`` with a model skips the grid search and refines the prediction only.
 3. **Refinement**: Adam on the JTFS loss from those starts (batched); the θ̂ of
    lowest final loss wins.
-
-Starting from a trained encoder's prediction is not offered yet (no trained model
-format exists in this version): the grid search is the only start.
 """
 
 from __future__ import annotations
@@ -101,30 +101,77 @@ def grid_search(spec, target: torch.Tensor, grid: int, starts: int,
     return nus[best].double().numpy(), losses[best]
 
 
+def encoder_start(spec, model_path, x: np.ndarray) -> np.ndarray:
+    """θ̂ (P,) float64 of a trained encoder (``model.pt`` of a run) for the sound ``x`` (N,).
+
+    The model must have been trained on this synthesizer with these settings (its
+    provenance says so; otherwise :class:`~pnp_core.errors.DataError` names the
+    difference). θ̂ is clamped to the parameter box, as evaluation does.
+    """
+    from pnp_core.losses import clamp_theta
+    from pnp_core.params import Scaler
+    from pnp_core.train import load_model
+
+    model, record = load_model(model_path)
+    prov = record.get("provenance", {})
+    ours = {"synth": spec.entry["type"], "synth_settings": spec.synth.settings()}
+    bad = [k for k in ours if prov.get(k) != ours[k]]
+    if bad:
+        raise DataError(f"{model_path}: the model was trained on another synthesizer setting "
+                        f"({', '.join(f'{k}: {prov.get(k)!r} vs {ours[k]!r}' for k in bad)}); "
+                        "give a model of this synthesizer entry")
+    run_scaler = Scaler.from_state(spec.space, record["scaler"])
+    with torch.no_grad():
+        out = model.to(torch.float64)(torch.as_tensor(x, dtype=torch.float64)[None])
+        theta = clamp_theta(run_scaler.inverse(out), spec.space)
+    return theta[0].numpy()
+
+
 def match_file(spec, path, *, grid: int = 5, starts: int = 4, steps: int = 100,
-               lr: float = 0.05, lr_end: float = 0.1, progress: bool = True) -> dict:
+               lr: float = 0.05, lr_end: float = 0.1, progress: bool = True,
+               model=None) -> dict:
     """Match a sound file; see the module docstring.
+
+    ``model``: optional path of a trained run's ``model.pt``; its prediction is refined
+    beside the ``starts`` best grid points (``starts = 0``: the prediction alone).
 
     Returns
     -------
     dict with ``theta`` (P,) float64 physical θ̂, ``loss`` (final JTFS loss), ``target``
     and ``match`` (N,) float64 audio, ``notes`` (conversions), ``grid_loss`` (best grid
-    loss), ``sr``.
+    loss; None without a grid search), ``encoder_theta`` and ``encoder_loss`` (the model's
+    prediction and its JTFS loss before refinement; None without a model),
+    ``start`` (``"encoder"`` or ``"grid"``: where the winner started), ``sr``.
     """
+    if starts < 1 and model is None:
+        raise ValueError("starts must be ≥ 1 without a model")
     synth = spec.synth
     loaded = load_target(path, synth.sr, synth.n_samples)
     target = torch.as_tensor(loaded.x, dtype=torch.float32)[None]
-    nu0, grid_losses = grid_search(spec, target, grid, starts)
     scaler = box_scaler(spec.space)
+    nu0, grid_losses = (grid_search(spec, target, grid, starts) if starts > 0
+                        else (np.empty((0, len(spec.space))), None))
+    origins = ["grid"] * len(nu0)
+    enc_theta = enc_loss = None
+    if model is not None:
+        enc_theta = encoder_start(spec, model, loaded.x)
+        nu_enc = scaler.forward(torch.as_tensor(enc_theta)[None]).clamp(-1.0, 1.0).numpy()
+        nu0 = np.concatenate([nu_enc, nu0])
+        origins = ["encoder"] + origins
     nu0 = torch.as_tensor(nu0, dtype=torch.float32)
     obj = Objective("jtfs", synth, scaler, target.expand(len(nu0), -1), feature=spec.feature)
+    if model is not None:
+        with torch.no_grad():
+            enc_loss = float(obj(nu0)[0])
     res = match(obj, nu0, steps=steps, lr=lr, lr_end=lr_end, progress=progress,
                 desc=f"matching {Path(path).name}")
     k = int(np.argmin(res.loss[-1]))
     theta = res.theta[k]
     with torch.no_grad():
         x_hat = synth(torch.as_tensor(theta, dtype=torch.float64)[None])[0].numpy()
-    return {"theta": theta, "loss": float(res.loss[-1, k]), "grid_loss": float(grid_losses[0]),
+    return {"theta": theta, "loss": float(res.loss[-1, k]),
+            "grid_loss": None if grid_losses is None else float(grid_losses[0]),
+            "encoder_theta": enc_theta, "encoder_loss": enc_loss, "start": origins[k],
             "target": loaded.x, "match": x_hat, "notes": loaded.notes, "sr": synth.sr,
             "iterations": int(steps)}
 
@@ -148,7 +195,8 @@ def write_match(spec, result: dict, out_dir, stem: str, source: str) -> list[Pat
              out / f"{stem}.spectrograms.pdf", out / f"{stem}.spectrograms.png"]
     write_csv(pd.DataFrame(rows), paths[0])
     doc = {"source": source, "synth": spec.name, "synth_settings": spec.synth.settings(),
-           "parameters": rows, "jtfs_loss": result["loss"], "grid_loss": result["grid_loss"],
+           "parameters": rows, "jtfs_loss": result["loss"], "grid_loss": result.get("grid_loss"),
+           "encoder_loss": result.get("encoder_loss"), "start": result.get("start"),
            "conversions": result["notes"], "provenance": spec.provenance()}
     with atomic_path(paths[1]) as tmp:
         tmp.write_text(json.dumps(doc, indent=2))
@@ -161,4 +209,4 @@ def write_match(spec, result: dict, out_dir, stem: str, source: str) -> list[Pat
     return paths
 
 
-__all__ = ["Loaded", "load_target", "grid_search", "match_file", "write_match"]
+__all__ = ["Loaded", "load_target", "grid_search", "encoder_start", "match_file", "write_match"]

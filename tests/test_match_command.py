@@ -71,3 +71,75 @@ def test_pnp_match_recovers_known_theta(tmp_path):
     assert sr == spec.synth.sr and y.shape == x.shape
     for ext in ("pdf", "png"):
         assert (out / f"known.spectrograms.{ext}").stat().st_size > 0
+
+
+def _tiny_model(tmp_path, entry):
+    """A P-loss encoder trained for one epoch on ``entry``'s synthesizer (a few seconds)."""
+    import pandas as pd
+
+    from pnp_core.config import validate_config
+    from pnp_core.train import Run, train_run
+
+    spec = RunSpec.from_entry(dict(entry))
+    space = spec.space
+    rng = np.random.default_rng(0)
+    lo, hi = space.to_natural(space.low), space.to_natural(space.high)
+    theta = space.from_natural(lo + rng.uniform(0.1, 0.9, size=(12, len(space))) * (hi - lo))
+    params = pd.DataFrame(theta, columns=space.names)
+    params.insert(0, "fold", ["train"] * 8 + ["val"] * 4)
+    params.insert(0, "id", np.arange(12, dtype=np.int64))
+    training = validate_config({"synths": {"amfm": dict(entry)}, "training": {
+        "encoder": {"type": "small_cnn", "channels": [4, 8]}, "samples_per_epoch": 8,
+        "epochs": 1, "val_batch_size": 4, "batch_size": {"p": 4, "pnp": 4, "ddsp_mss": 4,
+                                                         "ddsp_jtfs": 4}}})["training"]
+    train_run(Run(spec, params, {"loss": "p", "seed": 0}, training, None), tmp_path / "run",
+              progress=False)
+    return tmp_path / "run" / "model.pt"
+
+
+WITH_CQT = {**SMALL, "cqt": {"octaves": 5, "hop_length": 256}}
+
+
+def test_pnp_match_refines_a_trained_encoders_prediction(tmp_path):
+    torch.set_num_threads(1)
+    from pnp_core.params import Scaler
+    from pnp_core.train import load_model
+
+    model_path = _tiny_model(tmp_path, WITH_CQT)
+    spec = RunSpec.from_entry(dict(WITH_CQT))
+    theta = np.array([700.0, 9.0, 1.7])
+    x = spec.synth(torch.as_tensor(theta)[None])[0].numpy()
+    wav = tmp_path / "known.wav"
+    sf.write(wav, x, spec.synth.sr, subtype="FLOAT")
+    out = tmp_path / "out"
+    rc = main(["match", str(wav), "--entry", json.dumps(WITH_CQT), "--model", str(model_path),
+               "--starts", "0", "--steps", "20", "--no-progress", "--out", str(out),
+               "--threads", "1"])
+    assert rc == 0
+    doc = json.loads((out / "known.theta.json").read_text())
+    assert doc["start"] == "encoder" and doc["grid_loss"] is None   # no grid search
+    # the start is the encoder's own prediction, computed here from the model file's parts
+    model, record = load_model(model_path)
+    nu = model.double()(torch.as_tensor(x)[None]).detach()
+    raw = Scaler.from_state(spec.space, record["scaler"]).inverse(nu)[0].numpy()
+    start = np.clip(raw, spec.space.low, spec.space.high)
+    from pnp_core.matching import Objective, box_scaler
+
+    obj = Objective("jtfs", spec.synth, box_scaler(spec.space),
+                    torch.as_tensor(x, dtype=torch.float32)[None], feature=spec.feature)
+    nu_start = box_scaler(spec.space).forward(torch.as_tensor(start)[None]).float()
+    assert doc["encoder_loss"] == pytest.approx(float(obj(nu_start)[0]), rel=1e-4)
+    # refinement only improves on the start
+    assert doc["jtfs_loss"] < doc["encoder_loss"]
+
+
+def test_pnp_match_refuses_a_model_of_another_synth_setting(tmp_path):
+    model_path = _tiny_model(tmp_path, WITH_CQT)
+    other = {**WITH_CQT, "settings": {"sr": 4096, "n_samples": 4096}}
+    wav = tmp_path / "s.wav"
+    sf.write(wav, np.sin(np.arange(4096) * 0.3), 4096)
+    from pnp_core.match_audio import match_file
+
+    with pytest.raises(DataError, match="model.pt.*synth_settings"):
+        match_file(RunSpec.from_entry(dict(other)), wav, starts=0, steps=1, progress=False,
+                   model=model_path)

@@ -1,6 +1,7 @@
 """Match a sound file with a synthesizer: load (mono by averaging channels, resampled to
 the synthesizer's rate, trimmed or zero-padded to its length; every conversion is
-printed), coarse grid search under JTFS, Adam refinement on the JTFS loss. Writes
+printed), coarse grid search under JTFS (and, with --model, a trained encoder's
+prediction as one more start), Adam refinement on the JTFS loss. Writes
 <out>/<stem>.theta.csv/.json (θ̂ with units), <stem>.match.wav (the resynthesis) and
 <stem>.spectrograms.pdf/.png (target vs match)."""
 
@@ -17,7 +18,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--grid", type=int, default=5,
                         help="coarse-search points per parameter (default 5)")
     parser.add_argument("--starts", type=int, default=4,
-                        help="best grid points refined by gradient descent (default 4)")
+                        help="best grid points refined by gradient descent (default 4; 0 with "
+                             "--model: refine the encoder's prediction only)")
+    parser.add_argument("--model", default=None,
+                        help="a trained run's model.pt (results/runs/{synth}/{run}/model.pt): "
+                             "its prediction is one more start")
     parser.add_argument("--steps", type=int, default=100, help="Adam iterations (default 100)")
     parser.add_argument("--lr", type=float, default=0.05, help="Adam learning rate (default 0.05)")
     add_threads_argument(parser)
@@ -34,12 +39,18 @@ def run(args) -> int:
     apply_threads(args)
     spec = spec_from_args(args)
     result = match_file(spec, args.target, grid=args.grid, starts=args.starts, steps=args.steps,
-                        lr=args.lr, progress=not args.no_progress)
+                        lr=args.lr, progress=not args.no_progress,
+                        model=args.model)
     for note in result["notes"]:
         print(f"{args.target}: {note}")
     paths = write_match(spec, result, args.out, Path(args.target).stem, str(args.target))
     for p, v in zip(spec.space, result["theta"]):
         print(f"{p.name} = {v:.6g} {p.unit}")
-    print(f"JTFS loss {result['grid_loss']:.4g} (best grid point) → {result['loss']:.4g}; "
-          f"wrote {', '.join(str(p) for p in paths)}")
+    starts = []
+    if result["encoder_loss"] is not None:
+        starts.append(f"{result['encoder_loss']:.4g} (encoder)")
+    if result["grid_loss"] is not None:
+        starts.append(f"{result['grid_loss']:.4g} (best grid point)")
+    print(f"JTFS loss {', '.join(starts)} → {result['loss']:.4g} (from the {result['start']} "
+          f"start); wrote {', '.join(str(p) for p in paths)}")
     return 0

@@ -4,7 +4,8 @@ For one synthesizer, ``n_pairs`` (target, init) pairs are drawn (seeded) from th
 dataset's params table: the target is a random row, the initial point another
 random row, so inits are spread over the whole box as in the DTFA tutorial. Every
 loss of :data:`pnp_core.matching.LOSSES` then matches the **same** pairs with Adam
-(:func:`pnp_core.matching.match_pairs`).
+(:func:`pnp_core.matching.match_pairs`), and ``jtfs_lm`` the JTFS loss by
+Levenberg–Marquardt (:func:`pnp_core.matching.match_lm`, ``lm_steps`` trials).
 
 Outputs
 -------
@@ -51,7 +52,7 @@ def draw_pairs(params: pd.DataFrame, n_pairs: int, seed: int) -> tuple[np.ndarra
 
 def run_experiment(spec, params: pd.DataFrame, *, losses=LOSSES, n_pairs: int, steps: int,
                    lr: float, tolerance: float, seed: int, batch_size: int = 16,
-                   pnp_damping: float = 1e-3, lr_end: float = 0.1,
+                   pnp_damping: float = 1e-3, lr_end: float = 0.1, lm_steps: int = 30,
                    progress: bool = True) -> pd.DataFrame:
     """Match the same seeded pairs under every loss; the traces table (see module doc)."""
     targets, inits = draw_pairs(params, n_pairs, seed)
@@ -61,7 +62,8 @@ def run_experiment(spec, params: pd.DataFrame, *, losses=LOSSES, n_pairs: int, s
     torch.manual_seed(seed)
     frames = []
     for loss in losses:
-        res = match_pairs(spec, th_t, th_i, loss, steps=steps, lr=lr, tolerance=tolerance,
+        res = match_pairs(spec, th_t, th_i, loss, steps=lm_steps if loss == "jtfs_lm" else steps,
+                          lr=lr, tolerance=tolerance,
                           batch_size=batch_size, pnp_damping=pnp_damping, lr_end=lr_end,
                           progress=progress)
         T1, B = res.error.shape

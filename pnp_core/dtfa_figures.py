@@ -12,8 +12,10 @@ import pandas as pd
 
 from pnp_core.figures.style import save_figure
 
-LOSS_LABELS = {"jtfs": "JTFS", "mss": "MSS", "p": "P-loss (oracle)", "pnp": "PNP (M at init)"}
-LOSS_COLOURS = {"jtfs": "tab:blue", "mss": "tab:orange", "p": "tab:green", "pnp": "tab:red"}
+LOSS_LABELS = {"jtfs": "JTFS", "mss": "MSS", "p": "P-loss (oracle)", "pnp": "PNP (M at init)",
+               "jtfs_lm": "JTFS, Levenberg–Marquardt"}
+LOSS_COLOURS = {"jtfs": "tab:blue", "mss": "tab:orange", "p": "tab:green", "pnp": "tab:red",
+                "jtfs_lm": "tab:purple"}
 
 
 def _pyplot():

@@ -15,8 +15,10 @@ Steps (:func:`match_file`):
    With ``model`` (a trained run's ``model.pt``), the encoder's prediction θ̂ = f_W(x)
    is one more start (:func:`encoder_start`): amortised inference refined per sound.
    ``starts = 0`` with a model skips the grid search and refines the prediction only.
-3. **Refinement**: Adam on the JTFS loss from those starts (batched); the θ̂ of
-   lowest final loss wins.
+3. **Refinement** of the JTFS loss from those starts (batched): Levenberg–Marquardt
+   (``optimizer="lm"``, default: forward-mode Jacobians of the JTFS, ~30 trials;
+   :func:`pnp_core.matching.match_lm`) or Adam (``"adam"``, ~100 reverse-mode steps);
+   the θ̂ of lowest final loss wins.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import numpy as np
 import torch
 
 from pnp_core.errors import DataError
-from pnp_core.matching import Objective, box_scaler, match
+from pnp_core.matching import Objective, box_scaler, match, match_lm
 
 
 @dataclass
@@ -127,9 +129,13 @@ def encoder_start(spec, model_path, x: np.ndarray) -> np.ndarray:
     return theta[0].numpy()
 
 
-def match_file(spec, path, *, grid: int = 5, starts: int = 4, steps: int = 100,
+#: refinement steps by default, per optimizer
+DEFAULT_STEPS = {"lm": 30, "adam": 100}
+
+
+def match_file(spec, path, *, grid: int = 5, starts: int = 4, steps: int | None = None,
                lr: float = 0.05, lr_end: float = 0.1, progress: bool = True,
-               model=None) -> dict:
+               model=None, optimizer: str = "lm") -> dict:
     """Match a sound file; see the module docstring.
 
     ``model``: optional path of a trained run's ``model.pt``; its prediction is refined
@@ -145,6 +151,9 @@ def match_file(spec, path, *, grid: int = 5, starts: int = 4, steps: int = 100,
     """
     if starts < 1 and model is None:
         raise ValueError("starts must be ≥ 1 without a model")
+    if optimizer not in DEFAULT_STEPS:
+        raise ValueError(f"optimizer must be one of {sorted(DEFAULT_STEPS)}, not {optimizer!r}")
+    steps = DEFAULT_STEPS[optimizer] if steps is None else int(steps)
     synth = spec.synth
     loaded = load_target(path, synth.sr, synth.n_samples)
     target = torch.as_tensor(loaded.x, dtype=torch.float32)[None]
@@ -163,8 +172,9 @@ def match_file(spec, path, *, grid: int = 5, starts: int = 4, steps: int = 100,
     if model is not None:
         with torch.no_grad():
             enc_loss = float(obj(nu0)[0])
-    res = match(obj, nu0, steps=steps, lr=lr, lr_end=lr_end, progress=progress,
-                desc=f"matching {Path(path).name}")
+    desc = f"matching {Path(path).name}"
+    res = (match_lm(obj, nu0, steps=steps, progress=progress, desc=desc) if optimizer == "lm"
+           else match(obj, nu0, steps=steps, lr=lr, lr_end=lr_end, progress=progress, desc=desc))
     k = int(np.argmin(res.loss[-1]))
     theta = res.theta[k]
     with torch.no_grad():
@@ -173,7 +183,7 @@ def match_file(spec, path, *, grid: int = 5, starts: int = 4, steps: int = 100,
             "grid_loss": None if grid_losses is None else float(grid_losses[0]),
             "encoder_theta": enc_theta, "encoder_loss": enc_loss, "start": origins[k],
             "target": loaded.x, "match": x_hat, "notes": loaded.notes, "sr": synth.sr,
-            "iterations": int(steps)}
+            "iterations": int(steps), "optimizer": optimizer}
 
 
 def write_match(spec, result: dict, out_dir, stem: str, source: str) -> list[Path]:
@@ -197,6 +207,7 @@ def write_match(spec, result: dict, out_dir, stem: str, source: str) -> list[Pat
     doc = {"source": source, "synth": spec.name, "synth_settings": spec.synth.settings(),
            "parameters": rows, "jtfs_loss": result["loss"], "grid_loss": result.get("grid_loss"),
            "encoder_loss": result.get("encoder_loss"), "start": result.get("start"),
+           "optimizer": result.get("optimizer"), "steps": result.get("iterations"),
            "conversions": result["notes"], "provenance": spec.provenance()}
     with atomic_path(paths[1]) as tmp:
         tmp.write_text(json.dumps(doc, indent=2))

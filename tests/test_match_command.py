@@ -52,7 +52,8 @@ def test_empty_and_silent_audio_refused(tmp_path):
         load_target(q, 4096, 4096)
 
 
-def test_pnp_match_recovers_known_theta(tmp_path):
+@pytest.mark.parametrize("optimizer,steps", [("lm", 20), ("adam", 60)])
+def test_pnp_match_recovers_known_theta(tmp_path, optimizer, steps):
     torch.set_num_threads(1)
     spec = RunSpec.from_entry(dict(SMALL))
     theta = np.array([700.0, 9.0, 1.7])
@@ -61,9 +62,12 @@ def test_pnp_match_recovers_known_theta(tmp_path):
     sf.write(wav, x, spec.synth.sr, subtype="FLOAT")
     out = tmp_path / "out"
     rc = main(["match", str(wav), "--entry", json.dumps(SMALL), "--grid", "3", "--starts", "2",
-               "--steps", "60", "--no-progress", "--out", str(out), "--threads", "1"])
+               "--optimizer", optimizer, "--steps", str(steps), "--no-progress", "--out",
+               str(out), "--threads", "1"])
     assert rc == 0
     doc = json.loads((out / "known.theta.json").read_text())
+    assert doc["optimizer"] == optimizer and doc["steps"] == steps
+    assert doc["jtfs_loss"] < doc["grid_loss"]
     got = np.array([r["value"] for r in doc["parameters"]])
     assert [r["unit"] for r in doc["parameters"]] == ["Hz", "Hz", "oct/s"]
     np.testing.assert_allclose(got, theta, rtol=0.02)

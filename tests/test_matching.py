@@ -51,6 +51,32 @@ def test_jtfs_matching_recovers_theta_from_nearby_init(spec):
     assert res.loss[-1].mean() < 0.05 * res.loss[0].mean()
 
 
+def test_levenberg_marquardt_recovers_theta_in_fewer_steps_than_adam(spec):
+    theta, init = near(spec, 0.1)
+    lm = match_pairs(spec, theta, init, "jtfs_lm", steps=15, lr=0.0, tolerance=0.01)
+    assert (lm.error[0] > 0.04).all()
+    assert lm.success.all(), lm.final_error
+    np.testing.assert_allclose(lm.theta, theta, rtol=0.03)
+    assert lm.meta["optimizer"] == "lm" and lm.loss.shape == (16, 3)
+    # every accepted trial lowers the loss, a rejected one keeps it: the trace never rises
+    assert (np.diff(lm.loss, axis=0) <= 1e-12).all()
+    # Adam from the same inits is still outside the tolerance after as many steps
+    adam = match_pairs(spec, theta, init, "jtfs", steps=15, lr=0.02, tolerance=0.01)
+    assert np.nanmax(lm.iterations_to_tolerance()) <= 10
+    assert adam.final_error.mean() > lm.final_error.mean()
+
+
+def test_levenberg_marquardt_only_minimises_the_jtfs_loss(spec):
+    from pnp_core.matching import Objective, match_lm
+
+    theta, init = near(spec, 0.1, n=1)
+    scaler = box_scaler(spec.space)
+    nu = scaler.forward(torch.as_tensor(theta)).float()
+    obj = Objective("p", spec.synth, scaler, None, nu_star=nu)
+    with pytest.raises(ValueError, match="jtfs"):
+        match_lm(obj, nu, steps=1)
+
+
 @pytest.mark.parametrize("loss", ["p", "pnp", "mss"])
 def test_other_losses_reduce_the_error(spec, loss):
     theta, init = near(spec, 0.05, seed=1, n=2)
@@ -110,4 +136,7 @@ def test_draw_pairs_and_summary():
 
 
 def test_losses_listed():
+    from pnp_core.matching import MATCHERS
+
     assert set(LOSSES) == {"jtfs", "mss", "p", "pnp"}
+    assert set(MATCHERS) == set(LOSSES) | {"jtfs_lm"}

@@ -1,7 +1,8 @@
 """Match a sound file with a synthesizer: load (mono by averaging channels, resampled to
 the synthesizer's rate, trimmed or zero-padded to its length; every conversion is
 printed), coarse grid search under JTFS (and, with --model, a trained encoder's
-prediction as one more start), Adam refinement on the JTFS loss. Writes
+prediction as one more start), refinement of the JTFS loss by Levenberg–Marquardt (default)
+or Adam. Writes
 <out>/<stem>.theta.csv/.json (θ̂ with units), <stem>.match.wav (the resynthesis) and
 <stem>.spectrograms.pdf/.png (target vs match)."""
 
@@ -9,7 +10,8 @@ from __future__ import annotations
 
 from pnp_core.commands import add_entry_argument, add_threads_argument, apply_threads
 
-HELP = "find synthesizer parameters for a sound file (grid search + gradient descent on JTFS)"
+HELP = ("find synthesizer parameters for a sound file (grid search, then Levenberg–Marquardt "
+        "or Adam on the JTFS distance)")
 
 
 def add_arguments(parser) -> None:
@@ -23,8 +25,13 @@ def add_arguments(parser) -> None:
     parser.add_argument("--model", default=None,
                         help="a trained run's model.pt (results/runs/{synth}/{run}/model.pt): "
                              "its prediction is one more start")
-    parser.add_argument("--steps", type=int, default=100, help="Adam iterations (default 100)")
-    parser.add_argument("--lr", type=float, default=0.05, help="Adam learning rate (default 0.05)")
+    parser.add_argument("--optimizer", choices=["lm", "adam"], default="lm",
+                        help="lm: Levenberg–Marquardt with forward-mode JTFS Jacobians "
+                             "(default); adam: gradient descent through the JTFS")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="refinement steps (default 30 for lm, 100 for adam)")
+    parser.add_argument("--lr", type=float, default=0.05,
+                        help="Adam learning rate (default 0.05; adam only)")
     add_threads_argument(parser)
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--out", required=True, help="output folder")
@@ -40,7 +47,7 @@ def run(args) -> int:
     spec = spec_from_args(args)
     result = match_file(spec, args.target, grid=args.grid, starts=args.starts, steps=args.steps,
                         lr=args.lr, progress=not args.no_progress,
-                        model=args.model)
+                        model=args.model, optimizer=args.optimizer)
     for note in result["notes"]:
         print(f"{args.target}: {note}")
     paths = write_match(spec, result, args.out, Path(args.target).stem, str(args.target))

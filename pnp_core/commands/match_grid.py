@@ -23,9 +23,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--params", required=True, help="params.parquet of the synthesizer")
     # checked in run(): importing pnp_core.matching here would load torch for every command
     parser.add_argument("--losses", nargs="+", default=None,
-                        help="losses to compare: jtfs, mss, p, pnp (default: all)")
+                        help="matchers to compare: jtfs, mss, p, pnp (Adam), jtfs_lm (default: all)")
     parser.add_argument("--pairs", type=int, default=16, help="(target, init) pairs (default 16)")
     parser.add_argument("--steps", type=int, default=60, help="Adam steps (default 60)")
+    parser.add_argument("--lm-steps", type=int, default=30,
+                        help="Levenberg–Marquardt trials of the jtfs_lm matcher (default 30)")
     parser.add_argument("--lr", type=float, default=0.05, help="Adam learning rate (default 0.05)")
     parser.add_argument("--lr-end", type=float, default=0.1,
                         help="learning rate decays geometrically to lr·lr_end (default 0.1)")
@@ -46,12 +48,12 @@ def run(args) -> int:
     from pnp_core.dtfa import TRACES_FORMAT, run_experiment, spec_with_override, summarise
     from pnp_core.errors import ConfigError
     from pnp_core.io import write_table
-    from pnp_core.matching import LOSSES
+    from pnp_core.matching import MATCHERS
 
-    args.losses = args.losses or list(LOSSES)
-    unknown = sorted(set(args.losses) - set(LOSSES))
+    args.losses = args.losses or list(MATCHERS)
+    unknown = sorted(set(args.losses) - set(MATCHERS))
     if unknown:
-        raise ConfigError(f"--losses: {unknown} are not among {list(LOSSES)}")
+        raise ConfigError(f"--losses: {unknown} are not among {list(MATCHERS)}")
     apply_threads(args)
     spec = spec_with_override(args.entry, args.override)
     t0 = time.perf_counter()
@@ -59,12 +61,13 @@ def run(args) -> int:
                             n_pairs=args.pairs, steps=args.steps, lr=args.lr,
                             tolerance=args.tolerance, seed=args.seed,
                             batch_size=args.batch_size, pnp_damping=args.pnp_damping,
-                            lr_end=args.lr_end,
+                            lr_end=args.lr_end, lm_steps=args.lm_steps,
                             progress=not args.no_progress)
     meta = {"provenance": spec.provenance(), "tolerance": args.tolerance, "lr": args.lr,
             "lr_end": args.lr_end,
             "steps": args.steps, "pairs": args.pairs, "seed": args.seed,
-            "pnp_damping": args.pnp_damping, "optimizer": "adam", "rescaling": "box logminmax",
+            "pnp_damping": args.pnp_damping, "lm_steps": args.lm_steps,
+            "optimizer": "adam (jtfs_lm: levenberg-marquardt)", "rescaling": "box logminmax",
             "seconds": time.perf_counter() - t0}
     write_table(traces, args.out, TRACES_FORMAT, meta)
     print(summarise(traces, args.tolerance).to_string(index=False))

@@ -28,7 +28,7 @@ rule match_grid:
     shell:
         "pnp match-grid --entry {params.entry:q} --override {params.override:q}"
         " --params {input} --losses {params.losses} --pairs {params.d[pairs]}"
-        " --steps {params.d[steps]} --lr {params.d[lr]} --lr-end {params.d[lr_end]}"
+        " --steps {params.d[steps]} --lm-steps {params.d[lm_steps]} --lr {params.d[lr]} --lr-end {params.d[lr_end]}"
         " --tolerance {params.d[tolerance]} --seed {params.d[seed]}"
         " --batch-size {params.d[batch_size]} --pnp-damping {params.d[pnp_damping]}"
         " --threads {threads} --no-progress --out {output} > {log} 2>&1"

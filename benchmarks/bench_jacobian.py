@@ -99,7 +99,7 @@ def _sounds(space, n: int):
     """n physical θ (n, P), float64: a fixed, spread-out draw from the stratified grid."""
     import numpy as np
 
-    from pnp_core.datasets import GridDesign, make_grid_dataset
+    from pnp_core.synth.datasets import GridDesign, make_grid_dataset
 
     df = make_grid_dataset(space, GridDesign(bins=3, val_margin=1, n_test=0, seed=0))
     rows = np.random.default_rng(0).choice(len(df), size=n, replace=False)
@@ -111,7 +111,7 @@ def run_case(case: dict) -> dict:
     import torch
 
     from pnp_core.features import get_feature
-    from pnp_core.jacobian import JacobianComputer, PeakMemory, metric_from_jacobian
+    from pnp_core.metric.jacobian import JacobianComputer, PeakMemory, metric_from_jacobian
     from pnp_core.params import Scaler
     from pnp_core.synth import get_synth
 

@@ -4,7 +4,7 @@
         [--batch-paper 2] [--repeats 5] [--threads 1] [--device cpu]
         [--out results/benchmarks/train_step.csv]
 
-One training step, as ``pnp_core.train`` runs it without the input cache: synthesise the
+One training step, as ``pnp_core.training.train`` runs it without the input cache: synthesise the
 batch's target sounds x = g(θ) on the fly, the encoder's CQT input, encoder forward, the loss,
 backward (through the synthesizer and Φ for DDSP), optimizer step (Adam). PNP uses a
 (B, P, P) float64 M batch (values do not change the cost); DDSP-JTFS computes the target's
@@ -44,10 +44,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pnp_core.encoders import Encoder, cqt_settings
+from pnp_core.training.encoders import Encoder, cqt_settings
 from pnp_core.features import get_feature
 from pnp_core.io import atomic_path
-from pnp_core.losses import ddsp_loss, p_loss, pnp_loss
+from pnp_core.training.losses import ddsp_loss, p_loss, pnp_loss
 from pnp_core.params import Scaler
 from pnp_core.synth import get_synth
 

@@ -22,14 +22,14 @@ COMMANDS = {
     "jacobian": "jacobian",
     "merge-jacobian": "merge_jacobian",
     "jacobian-summary": "jacobian_summary",
-    # DTFA: per-sound matching by gradient descent (pnp_core.matching, pnp_core.dtfa)
+    # DTFA: per-sound matching by gradient descent (pnp_core.matching.matchers, pnp_core.matching.dtfa)
     "match-grid": "match_grid",
     "dtfa-table": "dtfa_table",
     "dtfa-figure": "dtfa_figure",
     "match": "match",
     "train": "train",
     "diagnose": "diagnose",
-    # evaluation and tables (pnp_core.evaluate, pnp_core.tables)
+    # evaluation and tables (pnp_core.evaluation.evaluate, pnp_core.evaluation.tables)
     "evaluate": "evaluate",
     "table1": "table1",
     "ablation-table": "ablation_table",

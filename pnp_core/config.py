@@ -193,7 +193,7 @@ def check_semantics(config: dict, sections=None) -> None:
     ``sections`` (default: all) limits the dataset and feature checks to the entry
     sections named (a rule's slice of an entry).
     """
-    from pnp_core.datasets import GridDesign
+    from pnp_core.synth.datasets import GridDesign
     from pnp_core.features import FEATURES
     from pnp_core.synth import SYNTHS
 

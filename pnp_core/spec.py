@@ -38,9 +38,6 @@ SECTIONS = {
 PROVENANCE_KEYS = ("pnp_core", "synth", "synth_settings", "dataset", "feature",
                    "feature_settings", "rescaling")
 
-#: the params table's format (written by ``pnp dataset``)
-PARAMS_FORMAT = "pnp-params/1"
-
 
 def entry_slice(entry: Mapping, stage: str, plugins=()) -> dict:
     """The sections of a config entry that ``stage``'s outputs depend on (+ ``plugins``)."""
@@ -113,8 +110,8 @@ class RunSpec:
 
     @cached_property
     def design(self):
-        """The dataset design (:class:`pnp_core.datasets.GridDesign`)."""
-        from pnp_core.datasets import GridDesign
+        """The dataset design (:class:`pnp_core.synth.datasets.GridDesign`)."""
+        from pnp_core.synth.datasets import GridDesign
 
         return GridDesign(**self.entry["dataset"])
 
@@ -133,7 +130,7 @@ class RunSpec:
         Raises :class:`~pnp_core.errors.TableFileError` naming the file when it is
         missing, not a params table, or lacks a parameter column of the synthesizer.
         """
-        from pnp_core.datasets import load_params
+        from pnp_core.synth.datasets import load_params
 
         return load_params(path, fold, space=self.space)
 
@@ -178,4 +175,4 @@ class RunSpec:
                 if k not in needs or needs[k] in self.given}
 
 
-__all__ = ["RunSpec", "SECTIONS", "PROVENANCE_KEYS", "PARAMS_FORMAT", "entry_slice"]
+__all__ = ["RunSpec", "SECTIONS", "PROVENANCE_KEYS", "entry_slice"]

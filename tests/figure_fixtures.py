@@ -2,7 +2,7 @@
 project's table IO with the formats of the real writers:
 
 * ``results/jacobian/{synth}/train.summary.parquet`` (+ quantiles): real summaries
-  (pnp_core.metric_summary.write_summaries) of random SPD metrics whose eigenvalues
+  (pnp_core.metric.summary.write_summaries) of random SPD metrics whose eigenvalues
   span ~4 decades;
 * ``results/runs/{synth}/{run}/history.parquet`` (pnp-history/1);
 * ``results/eval/{synth}/{run}/metrics.parquet`` (pnp-eval/1) and ``predictions.parquet``
@@ -21,8 +21,8 @@ import pandas as pd
 
 from pnp_core.formats import EVAL_FORMAT, HISTORY_FORMAT, PREDICTIONS_FORMAT
 from pnp_core.io import write_csv, write_table
-from pnp_core.metric_file import MetricTable
-from pnp_core.metric_summary import write_summaries
+from pnp_core.metric.file import MetricTable
+from pnp_core.metric.summary import write_summaries
 from pnp_core.synth import SYNTHS
 
 TABLE1 = ["p_seed0", "ddsp-mss_seed0", "ddsp-jtfs_seed0", "pnp-jtfs_seed0"]

@@ -11,7 +11,7 @@ import pytest
 from pnp_core.cli import main
 from pnp_core.config import load_yaml, merge, validate_config
 from pnp_core.io import read_table, write_table
-from pnp_core.spec import PARAMS_FORMAT
+from pnp_core.formats import PARAMS_FORMAT
 
 ENTRY = {"type": "amfm", "settings": {"sr": 8192, "n_samples": 2048}, "rescaling": "logminmax",
          "dataset": {"bins": 3, "val_margin": 1, "n_test": 4},

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from pnp_core.cli import main
-from pnp_core.datasets import GridDesign, load_params, make_grid_dataset
+from pnp_core.synth.datasets import GridDesign, load_params, make_grid_dataset
 from pnp_core.synth import get_synth
 
 FTM = get_synth("ftm", sr=22050, n_samples=256)

@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from pnp_core.config import validate_config
-from pnp_core.diagnose import (model_validity, rank_agreement, top_share, validity_summary,
+from pnp_core.evaluation.diagnose import (model_validity, rank_agreement, top_share, validity_summary,
                                write_diagnostics)
-from pnp_core.jacobian import JacobianComputer
-from pnp_core.metric_file import write_metric
+from pnp_core.metric.jacobian import JacobianComputer
+from pnp_core.metric.file import write_metric
 from pnp_core.spec import RunSpec
-from pnp_core.train import Run, train_run
+from pnp_core.training.train import Run, train_run
 
 N = 2048
 ENTRY = {"type": "ftm", "settings": {"sr": 22050, "n_samples": N, "modes": 4},

@@ -14,16 +14,16 @@ import torch
 from pnp_core.cli import main
 from pnp_core.config import validate_config
 from pnp_core.errors import DataError
-from pnp_core.evaluate import (EVAL_FORMAT, PREDICTIONS_FORMAT, EvalInputs, evaluate_run,
+from pnp_core.evaluation.evaluate import (EVAL_FORMAT, PREDICTIONS_FORMAT, EvalInputs, evaluate_run,
                                micro_weight, mss_distance, pnp_test_loss)
 from pnp_core.features.fold import fold_features, save_fold_features
 from pnp_core.io import read_table
-from pnp_core.losses import pnp_loss
-from pnp_core.metric_file import metric_in_rescaling, read_metric, write_metric
-from pnp_core.tables import micro_mean
+from pnp_core.training.losses import pnp_loss
+from pnp_core.metric.file import metric_in_rescaling, read_metric, write_metric
+from pnp_core.evaluation.tables import micro_mean
 from pnp_core.params import Scaler
 from pnp_core.spec import SECTIONS, RunSpec
-from pnp_core.train import Run, train_run
+from pnp_core.training.train import Run, train_run
 
 N = 2048
 ENTRY = {"type": "ftm", "settings": {"sr": 22050, "n_samples": N, "modes": 4},
@@ -220,7 +220,7 @@ def test_stale_features_are_refused(setup, tmp_path):
 
 def test_evaluate_command_writes_both_tables(setup, tmp_path):
     params = tmp_path / "params.parquet"
-    from pnp_core.datasets import write_params
+    from pnp_core.synth.datasets import write_params
 
     write_params(setup["params"], params, setup["spec"].provenance(),
                  {p.name: p.unit for p in setup["spec"].space})

@@ -16,9 +16,9 @@ import yaml
 import figure_fixtures as fx
 from pnp_core.cli import main
 from pnp_core.errors import DataError, TableFileError
-from pnp_core.figures.style import parse_run, run_label, run_of_path
-from pnp_core.listen import pair_scale, pick_sounds
-from pnp_core.report_pages import mean_std_columns, write_listening_page, write_table_page
+from pnp_core.evaluation.figures.style import parse_run, run_label, run_of_path
+from pnp_core.evaluation.listen import pair_scale, pick_sounds
+from pnp_core.evaluation.report_pages import mean_std_columns, write_listening_page, write_table_page
 from pnp_core.spec import entry_slice
 
 SYNTH = "amfm"
@@ -88,7 +88,7 @@ def test_cqt_figure_draws_the_same_sounds_for_every_method(tmp_path, repo, capsy
 def test_a_history_given_as_metrics_is_refused_with_its_path(tmp_path):
     path = fx.write_history(tmp_path, SYNTH, "p_seed0")
     with pytest.raises(TableFileError, match="history.parquet"):
-        from pnp_core.figures import figure_errors
+        from pnp_core.evaluation.figures import figure_errors
 
         figure_errors([path], tmp_path / "x.pdf", tmp_path / "x.png")
 
@@ -142,6 +142,38 @@ def test_listen_refuses_fewer_test_sounds_than_asked(tmp_path, repo):
     pred = fx.write_eval(tmp_path, SYNTH, "p_seed0", n_test=2)[1]
     assert main(["listen", "--entry", entry(repo), "--predictions", str(pred), "--sounds", "3",
                  "--out-dir", str(tmp_path / "l")]) == 2
+
+
+def test_listen_mushra_bundle_of_the_table1_runs(tmp_path, repo):
+    """``pnp listen --mushra``: one stimulus per run, each the run's match g(θ̂) of the
+    trial's test sound, the reference g(θ) shared (the bundle's own files: test_mushra.py)."""
+    import torch
+
+    from pnp_core.spec import RunSpec
+
+    preds = [fx.write_eval(tmp_path, SYNTH, run, n_test=5)[1] for run in fx.TABLE1]
+    labels = [parse_run(run)[0] for run in fx.TABLE1]
+    out = tmp_path / "mushra"
+    assert main(["listen", "--mushra", "--entry", entry(repo), "--predictions", *map(str, preds),
+                 "--labels", *labels, "--sounds", "2", "--out-dir", str(out)]) == 0
+    manifest = pd.read_csv(out / "manifest.csv")
+    methods = manifest[manifest["role"] == "method"]
+    assert sorted(methods["method"].unique()) == sorted(labels)
+    assert sorted(manifest["id"].unique()) == [100, 104]  # the sounds pnp listen picks
+    synth = RunSpec.from_entry(json.loads(entry(repo))).synth
+    names = [f"theta_hat_{p}" for p in synth.space.names]
+    for row in methods.itertuples():
+        pred = pd.read_parquet(preds[labels.index(row.method)]).set_index("id")
+        x, sr = sf.read(out / row.file)
+        ref = synth(torch.tensor(pred.loc[row.id, names].to_numpy(float))[None]).numpy()[0]
+        assert sr == synth.sr and np.max(np.abs(x - ref * row.gain)) < 1e-4
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert "mushra" in json.dumps(config)
+    # one label per run, or a clear refusal
+    assert main(["listen", "--mushra", "--entry", entry(repo), "--predictions", *map(str, preds),
+                 "--labels", "P-loss", "--out-dir", str(tmp_path / "m2")]) == 2
+    assert main(["listen", "--mushra", "--entry", entry(repo), "--predictions", str(preds[0]),
+                 "--out-dir", str(tmp_path / "m3")]) == 2
 
 
 # -- report pages ------------------------------------------------------------------------------

@@ -13,11 +13,11 @@ import pytest
 import torch
 from testing_plugins import Identity, PowerSpectrogram, SqrtSynth
 
-from pnp_core.datasets import GridDesign, make_grid_dataset
+from pnp_core.synth.datasets import GridDesign, make_grid_dataset
 from pnp_core.features import get_feature
-from pnp_core.jacobian import (JacobianComputer, NonFiniteJacobianError, choose_vmap_chunk,
+from pnp_core.metric.jacobian import (JacobianComputer, NonFiniteJacobianError, choose_vmap_chunk,
                                forward_map, jacobian_jvp, jacobian_vmap, synth_tangents)
-from pnp_core.metric_file import MetricTable, metric_in_rescaling
+from pnp_core.metric.file import MetricTable, metric_in_rescaling
 from pnp_core.params import Scaler, reparametrise_metric
 from pnp_core.synth import get_synth
 

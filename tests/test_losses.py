@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from pnp_core.damping import Damping, initial_lambda
+from pnp_core.training.damping import Damping, initial_lambda
 from pnp_core.features import get_feature
-from pnp_core.jacobian import forward_map, jacobian_jvp
-from pnp_core.losses import auto_mu, ddsp_loss, p_loss, pnp_loss
+from pnp_core.metric.jacobian import forward_map, jacobian_jvp
+from pnp_core.training.losses import auto_mu, ddsp_loss, p_loss, pnp_loss
 from pnp_core.params import Scaler
 from pnp_core.synth import get_synth
 

@@ -9,7 +9,7 @@ import torch
 
 from pnp_core.cli import main
 from pnp_core.errors import DataError
-from pnp_core.match_audio import load_target
+from pnp_core.matching.match_audio import load_target
 from pnp_core.spec import RunSpec
 
 from test_matching import SMALL
@@ -82,7 +82,7 @@ def _tiny_model(tmp_path, entry):
     import pandas as pd
 
     from pnp_core.config import validate_config
-    from pnp_core.train import Run, train_run
+    from pnp_core.training.train import Run, train_run
 
     spec = RunSpec.from_entry(dict(entry))
     space = spec.space
@@ -107,7 +107,7 @@ WITH_CQT = {**SMALL, "cqt": {"octaves": 5, "hop_length": 256}}
 def test_pnp_match_refines_a_trained_encoders_prediction(tmp_path):
     torch.set_num_threads(1)
     from pnp_core.params import Scaler
-    from pnp_core.train import load_model
+    from pnp_core.training.train import load_model
 
     model_path = _tiny_model(tmp_path, WITH_CQT)
     spec = RunSpec.from_entry(dict(WITH_CQT))
@@ -127,7 +127,7 @@ def test_pnp_match_refines_a_trained_encoders_prediction(tmp_path):
     nu = model.double()(torch.as_tensor(x)[None]).detach()
     raw = Scaler.from_state(spec.space, record["scaler"]).inverse(nu)[0].numpy()
     start = np.clip(raw, spec.space.low, spec.space.high)
-    from pnp_core.matching import Objective, box_scaler
+    from pnp_core.matching.matchers import Objective, box_scaler
 
     obj = Objective("jtfs", spec.synth, box_scaler(spec.space),
                     torch.as_tensor(x, dtype=torch.float32)[None], feature=spec.feature)
@@ -142,7 +142,7 @@ def test_pnp_match_refuses_a_model_of_another_synth_setting(tmp_path):
     other = {**WITH_CQT, "settings": {"sr": 4096, "n_samples": 4096}}
     wav = tmp_path / "s.wav"
     sf.write(wav, np.sin(np.arange(4096) * 0.3), 4096)
-    from pnp_core.match_audio import match_file
+    from pnp_core.matching.match_audio import match_file
 
     with pytest.raises(DataError, match="model.pt.*synth_settings"):
         match_file(RunSpec.from_entry(dict(other)), wav, starts=0, steps=1, progress=False,

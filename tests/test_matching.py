@@ -1,11 +1,11 @@
-"""Per-sound matching by gradient descent (pnp_core.matching) and the DTFA diagnostics."""
+"""Per-sound matching by gradient descent (pnp_core.matching.matchers) and the DTFA diagnostics."""
 
 import numpy as np
 import pytest
 import torch
 
-from pnp_core.dtfa import draw_pairs, landscape, summarise, time_shift_curve
-from pnp_core.matching import LOSSES, box_scaler, match_pairs, param_error
+from pnp_core.matching.dtfa import draw_pairs, landscape, summarise, time_shift_curve
+from pnp_core.matching.matchers import LOSSES, box_scaler, match_pairs, param_error
 from pnp_core.spec import RunSpec
 
 #: a small AM/FM + JTFS: the whole 2 s window at 4096 Hz, J = 8, Q = (8, 1) (a 0.5 s crop
@@ -67,7 +67,7 @@ def test_levenberg_marquardt_recovers_theta_in_fewer_steps_than_adam(spec):
 
 
 def test_levenberg_marquardt_only_minimises_the_jtfs_loss(spec):
-    from pnp_core.matching import Objective, match_lm
+    from pnp_core.matching.matchers import Objective, match_lm
 
     theta, init = near(spec, 0.1, n=1)
     scaler = box_scaler(spec.space)
@@ -136,7 +136,7 @@ def test_draw_pairs_and_summary():
 
 
 def test_losses_listed():
-    from pnp_core.matching import MATCHERS
+    from pnp_core.matching.matchers import MATCHERS
 
     assert set(LOSSES) == {"jtfs", "mss", "p", "pnp"}
     assert set(MATCHERS) == set(LOSSES) | {"jtfs_lm"}

@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from pnp_core.metric_file import (MetricFileError, MetricTable, merge_metric_shards, n_shards,
+from pnp_core.metric.file import (MetricFileError, MetricTable, merge_metric_shards, n_shards,
                                   read_metric, shard_name, shard_slice, write_metric)
 
 # ---------------------------------------------------------------------------------------------

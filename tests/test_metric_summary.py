@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pnp_core.metric_file import MetricTable
-from pnp_core.metric_summary import condition_numbers, summarise
+from pnp_core.metric.file import MetricTable
+from pnp_core.metric.summary import condition_numbers, summarise
 
 # ---------------------------------------------------------------------------------------------
 # summaries

@@ -9,9 +9,9 @@ import pytest
 import torch
 from testing_plugins import PowerSpectrogram
 
-from pnp_core.datasets import make_grid_dataset, write_params
+from pnp_core.synth.datasets import make_grid_dataset, write_params
 from pnp_core.errors import DataError, TableFileError
-from pnp_core.jacobian import JacobianComputer, synth_tangents
+from pnp_core.metric.jacobian import JacobianComputer, synth_tangents
 from pnp_core.params import Param, ParamSpace, Scaler
 from pnp_core.spec import PROVENANCE_KEYS, SECTIONS, RunSpec, entry_slice
 from pnp_core.synth import SYNTHS, Synth

@@ -13,8 +13,8 @@ from scipy import stats
 from pnp_core.cli import main
 from pnp_core.errors import DataError
 from pnp_core.io import write_table
-from pnp_core.stats import bootstrap_ci, holm, paired_bootstrap
-from pnp_core.tables import (ABLATION_COLUMNS, TABLE_COLUMNS, TEST_NONE, TEST_SEEDS,
+from pnp_core.evaluation.stats import bootstrap_ci, holm, paired_bootstrap
+from pnp_core.evaluation.tables import (ABLATION_COLUMNS, TABLE_COLUMNS, TEST_NONE, TEST_SEEDS,
                              TESTS_COLUMNS, ablation_table, method_label, run_group, table1,
                              table1_tests)
 

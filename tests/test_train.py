@@ -9,9 +9,9 @@ import torch
 
 from pnp_core.config import validate_config
 from pnp_core.errors import DataError
-from pnp_core.metric_file import write_metric
+from pnp_core.metric.file import write_metric
 from pnp_core.spec import RunSpec
-from pnp_core.train import Run, TrainingDiverged, load_model, train_run
+from pnp_core.training.train import Run, TrainingDiverged, load_model, train_run
 
 N = 2048
 ENTRY = {"type": "ftm", "settings": {"sr": 22050, "n_samples": N, "modes": 4},
@@ -122,7 +122,7 @@ def test_resume_after_interruption_equals_uninterrupted(data, tmp_path):
 def test_metric_of_another_representation_is_refused(data, tmp_path):
     """A PNP-MSS run given the JTFS metric (or the reverse) stops, naming the file."""
     spec, params, paths = data
-    from pnp_core.metric_file import read_metric
+    from pnp_core.metric.file import read_metric
 
     tagged = {}
     for fold in ("train", "val"):
@@ -143,7 +143,7 @@ def test_other_settings_do_not_resume_a_stale_checkpoint(data, tmp_path):
 
 def test_nan_in_metric_names_the_sample(data, tmp_path):
     spec, params, paths = data
-    from pnp_core.metric_file import read_metric
+    from pnp_core.metric.file import read_metric
 
     t = read_metric(paths["train"])
     M = t.M.copy()
@@ -190,7 +190,7 @@ def test_kill_9_mid_run_then_rerun_equals_uninterrupted(data, tmp_path):
     import sys
     import time
 
-    from pnp_core.datasets import write_params
+    from pnp_core.synth.datasets import write_params
 
     spec, params, paths = data
     write_params(params, tmp_path / "params.parquet", spec.provenance(), {})
@@ -230,7 +230,7 @@ def test_mu_and_lambda0_come_from_the_train_fold_not_val(data, tmp_path):
     scaler = spec.fit_scaler(params)
     # a val metric 1000× larger: μ and λ₀ must not move
     val = paths["val"]
-    from pnp_core.metric_file import read_metric
+    from pnp_core.metric.file import read_metric
 
     t = read_metric(val)
     big = tmp_path / "val_big.parquet"

@@ -1,6 +1,6 @@
 """One ablation table (axis: rescaling, pretraining, representation, optimizer, damping):
 each baseline row and its variants, the Table-1 columns, and a paired test of each
-variant against its baseline (pnp_core.tables)."""
+variant against its baseline (pnp_core.evaluation.tables)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from pnp_core.tables import ablation_table, write_tables
+    from pnp_core.evaluation.tables import ablation_table, write_tables
 
     df = ablation_table(args.runs["runs"], args.axis)
     write_tables(df, args.csv, args.md, f"Ablation: {args.axis}")

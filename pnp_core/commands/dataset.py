@@ -1,5 +1,5 @@
 """Build a synthesizer's stratified jittered-grid dataset: one params table with
-columns id, fold, bin_code and θ in physical units (format: pnp_core.datasets.write_params).
+columns id, fold, bin_code and θ in physical units (format: pnp_core.synth.datasets.write_params).
 
 The design (bins, val margin, test size, seed, jitter) comes from the entry's
 ``dataset`` section; the same entry always gives the same file.
@@ -18,7 +18,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from pnp_core.datasets import make_grid_dataset, write_params
+    from pnp_core.synth.datasets import make_grid_dataset, write_params
 
     spec = spec_from_args(args)
     df = make_grid_dataset(spec.space, spec.design)

@@ -1,4 +1,4 @@
-"""Diagnostics of the PNP loss for one synth (pnp_core.diagnose; docs/training.md).
+"""Diagnostics of the PNP loss for one synth (pnp_core.evaluation.diagnose; docs/training.md).
 
 Writes under ``--out-dir``: ``validity.parquet`` and ``validity_summary.csv`` (the first-order
 model √(ΔᵀMΔ) against the true JTFS distance at random and at the network's errors),
@@ -47,7 +47,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from pnp_core.diagnose import write_diagnostics
+    from pnp_core.evaluation.diagnose import write_diagnostics
     from pnp_core.errors import ConfigError
     from pnp_core.spec import RunSpec
 

@@ -43,7 +43,7 @@ def run(args) -> int:
     import numpy as np
     import torch
 
-    from pnp_core import dtfa, dtfa_figures
+    from pnp_core.matching import dtfa, dtfa_figures
 
     apply_threads(args)
     if args.kind == "convergence":

@@ -15,7 +15,7 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     import pandas as pd
 
-    from pnp_core.dtfa import TRACES_FORMAT, summarise
+    from pnp_core.matching.dtfa import TRACES_FORMAT, summarise
     from pnp_core.io import write_csv
     from pnp_core.io import read_table
 

@@ -1,6 +1,6 @@
 """Evaluate one trained run on every sample of the test fold and write per-sample metrics
 (JTFS distance, micro weight √(σ₁σ₂), auraloss MSS distance, parameter errors, the run's
-own test loss, diag M) and predictions (θ, θ̂ in physical units). See pnp_core.evaluate
+own test loss, diag M) and predictions (θ, θ̂ in physical units). See pnp_core.evaluation.evaluate
 and docs/evaluation.md.
 """
 
@@ -41,8 +41,8 @@ def run(args) -> int:
     from pathlib import Path
 
     from pnp_core.config import resolve_device
-    from pnp_core.evaluate import EvalInputs, evaluate_run, write_evaluation
-    from pnp_core.tables import micro_mean
+    from pnp_core.evaluation.evaluate import EvalInputs, evaluate_run, write_evaluation
+    from pnp_core.evaluation.tables import micro_mean
 
     apply_threads(args)
     spec = spec_from_args(args)

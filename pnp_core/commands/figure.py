@@ -43,7 +43,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from pnp_core import figures
+    from pnp_core.evaluation import figures
 
     if args.kind == "cqt":
         from pnp_core.commands import spec_from_args

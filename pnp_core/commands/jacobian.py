@@ -1,7 +1,7 @@
-"""Compute the metric M(θ) = JᵀJ of one shard of a fold (format: pnp_core.metric_file).
+"""Compute the metric M(θ) = JᵀJ of one shard of a fold (format: pnp_core.metric.file).
 
 J is the Jacobian of ν ↦ Φ(g(h⁻¹(ν))) at ν = h(θ), by forward-mode autodiff
-(pnp_core.jacobian). h is the entry's rescaling, fitted on the **train** fold
+(pnp_core.metric.jacobian). h is the entry's rescaling, fitted on the **train** fold
 of the params file whatever fold is computed. Shard k holds rows
 [k·shard_size, (k+1)·shard_size) of the fold sorted by id. The shard is
 written atomically; NaN/Inf in J or M stops the job, naming the sample ids,
@@ -44,8 +44,8 @@ def run(args) -> int:
     import torch
 
     from pnp_core.config import resolve_device
-    from pnp_core.jacobian import compute_shard
-    from pnp_core.metric_file import write_metric
+    from pnp_core.metric.jacobian import compute_shard
+    from pnp_core.metric.file import write_metric
 
     apply_threads(args)
     spec = spec_from_args(args)

@@ -1,6 +1,6 @@
 """Figure-ready summary of a merged metric file: per-sample eigenvalue spectra and
 condition numbers (λ_max/λ_min, λ_max/λ_2, log10 values), and their quantiles.
-Formats: pnp_core.metric_summary."""
+Formats: pnp_core.metric.summary."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     import numpy as np
 
-    from pnp_core.metric_file import read_metric
-    from pnp_core.metric_summary import condition_numbers, write_summaries
+    from pnp_core.metric.file import read_metric
+    from pnp_core.metric.summary import condition_numbers, write_summaries
 
     table = read_metric(args.metric)
     write_summaries(table, args.out, args.quantiles_out, source=args.metric)

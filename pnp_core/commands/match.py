@@ -41,7 +41,7 @@ def run(args) -> int:
     from pathlib import Path
 
     from pnp_core.commands import spec_from_args
-    from pnp_core.match_audio import match_file, write_match
+    from pnp_core.matching.match_audio import match_file, write_match
 
     apply_threads(args)
     spec = spec_from_args(args)

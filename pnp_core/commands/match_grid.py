@@ -1,7 +1,7 @@
 """The DTFA experiment for one synthesizer: match seeded random (target, init) pairs of
 the dataset by gradient descent (Adam in the box rescaling ν ∈ [−1, 1]^P) under each
 loss, and write every pair's loss and normalised parameter error per iteration
-(format pnp-dtfa-traces/1, see pnp_core.dtfa)."""
+(format pnp-dtfa-traces/1, see pnp_core.matching.dtfa)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def add_arguments(parser) -> None:
     add_entry_argument(parser)
     add_override_argument(parser)
     parser.add_argument("--params", required=True, help="params.parquet of the synthesizer")
-    # checked in run(): importing pnp_core.matching here would load torch for every command
+    # checked in run(): importing pnp_core.matching.matchers here would load torch for every command
     parser.add_argument("--losses", nargs="+", default=None,
                         help="matchers to compare: jtfs, mss, p, pnp (Adam), jtfs_lm (default: all)")
     parser.add_argument("--pairs", type=int, default=16, help="(target, init) pairs (default 16)")
@@ -45,10 +45,10 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     import time
 
-    from pnp_core.dtfa import TRACES_FORMAT, run_experiment, spec_with_override, summarise
+    from pnp_core.matching.dtfa import TRACES_FORMAT, run_experiment, spec_with_override, summarise
     from pnp_core.errors import ConfigError
     from pnp_core.io import write_table
-    from pnp_core.matching import MATCHERS
+    from pnp_core.matching.matchers import MATCHERS
 
     args.losses = args.losses or list(MATCHERS)
     unknown = sorted(set(args.losses) - set(MATCHERS))

@@ -1,4 +1,4 @@
-"""Merge the metric shards of a fold into one file (format: pnp_core.metric_file).
+"""Merge the metric shards of a fold into one file (format: pnp_core.metric.file).
 
 Checks, each failing with an error that names the file or the ids: every shard
 is readable and intact (Parquet page checksums and a SHA-256 of the data), all
@@ -23,7 +23,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from pnp_core.metric_file import merge_fold, write_metric
+    from pnp_core.metric.file import merge_fold, write_metric
 
     spec = spec_from_args(args)
     table = merge_fold(spec, spec.read_params(args.params), args.fold, args.shards)

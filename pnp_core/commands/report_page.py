@@ -20,7 +20,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from pnp_core import report_pages
+    from pnp_core.evaluation import report_pages
 
     if args.kind == "table":
         report_pages.write_table_page(args.csv, args.out, args.title)

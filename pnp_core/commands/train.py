@@ -5,7 +5,7 @@ optimizer, clip, damping, damping_matrix, epochs, seed) and the config's ``train
 section (``--training`` JSON). Checkpoints go to ``<out-dir>/checkpoint/`` (last.pt every
 epoch, best.pt); a restarted job with the same settings resumes from last.pt. Outputs:
 ``<out-dir>/model.pt`` (best weights by validation loss) and ``<out-dir>/history.parquet``
-(one row per epoch). See pnp_core.train and docs/training.md.
+(one row per epoch). See pnp_core.training.train and docs/training.md.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from pnp_core.config import resolve_device
-    from pnp_core.train import Run, train_run
+    from pnp_core.training.train import Run, train_run
 
     apply_threads(args)
     spec = spec_from_args(args)

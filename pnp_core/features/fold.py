@@ -15,7 +15,7 @@ from __future__ import annotations
 import pandas as pd
 import torch
 
-from pnp_core.datasets import theta_batches
+from pnp_core.synth.datasets import theta_batches
 from pnp_core.io import atomic_path
 
 

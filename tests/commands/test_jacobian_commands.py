@@ -10,10 +10,10 @@ import pyarrow.parquet as pq
 import testing_plugins  # noqa: F401  (registers _test_sqrt, _test_identity)
 
 from pnp_core.cli import main
-from pnp_core.datasets import load_params, write_params
+from pnp_core.synth.datasets import load_params, write_params
 from pnp_core.features import get_feature
-from pnp_core.jacobian import JacobianComputer, compute_metrics
-from pnp_core.metric_file import read_metric
+from pnp_core.metric.jacobian import JacobianComputer, compute_metrics
+from pnp_core.metric.file import read_metric
 from pnp_core.params import Scaler
 from pnp_core.synth import get_synth
 

@@ -3,8 +3,8 @@ import json
 
 import pandas as pd
 
-from pnp_core.datasets import FOLDS
-from pnp_core.metric_file import n_shards, shard_name
+from pnp_core.synth.datasets import FOLDS
+from pnp_core.metric.file import n_shards, shard_name
 from pnp_core.run_names import LOSS_NAMES, TABLE1_LOSSES, run_label
 from pnp_core.spec import RunSpec, entry_slice
 
@@ -334,7 +334,7 @@ def baseline_row(row):
 
 
 def table_entry(row, **extra):
-    """One run of a run list (pnp_core.tables): identity and the files a table reads."""
+    """One run of a run list (pnp_core.evaluation.tables): identity and the files a table reads."""
     s, n = row["synth"], row["name"]
     return {
         "synth": s,

@@ -1,4 +1,4 @@
-# PNP diagnostics (pnp_core.diagnose; docs/training.md "Why PNP lost to P-loss"): the
+# PNP diagnostics (pnp_core.evaluation.diagnose; docs/training.md "Why PNP lost to P-loss"): the
 # first-order model √(ΔᵀMΔ) against the true JTFS distance, the learning dynamics of the
 # first seed's P-loss and PNP-JTFS runs (they need training.keep_epochs: true, as in the
 # evidence preset), and M under the paper preset's feature settings on a few test sounds.

@@ -1,5 +1,5 @@
 # Evaluation of every trained run on the whole test fold, then Table 1 and the ablation
-# tables (pnp_core.evaluate, pnp_core.tables; docs/evaluation.md). Which runs a table holds
+# tables (pnp_core.evaluation.evaluate, pnp_core.evaluation.tables; docs/evaluation.md). Which runs a table holds
 # comes from the run grid (common.smk: table_runs) and is passed to the command as JSON.
 
 

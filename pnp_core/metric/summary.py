@@ -12,7 +12,7 @@ import os
 import numpy as np
 
 from pnp_core.io import write_table
-from pnp_core.metric_file import MetricTable, fixed_list
+from pnp_core.metric.file import MetricTable, fixed_list
 
 SUMMARY_FORMAT = "pnp-metric-summary/1"
 QUANTILES_FORMAT = "pnp-metric-quantiles/1"

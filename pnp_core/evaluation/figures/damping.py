@@ -3,7 +3,7 @@
 damping rule did after that epoch's validation.
 
 Input: ``results/runs/{synth}/{run}/history.parquet`` of PNP runs (columns ``lam``, the
-λ used during the epoch, and ``damping_event``; :mod:`pnp_core.damping`).
+λ used during the epoch, and ``damping_event``; :mod:`pnp_core.training.damping`).
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pnp_core.figures.runs import read_histories
-from pnp_core.figures.style import pyplot, run_label, save_figure
+from pnp_core.evaluation.figures.runs import read_histories
+from pnp_core.evaluation.figures.style import pyplot, run_label, save_figure
 
 #: damping event → marker (what happened after the epoch's validation)
 EVENTS = {"improved": ("v", "val. improved → λ × accelerator"),
@@ -28,7 +28,7 @@ STYLES = ("-", "--", "-.", ":")
 
 
 def plot_damping(hist: pd.DataFrame, pdf, png) -> None:
-    """``hist``: stacked histories of PNP runs (:func:`~pnp_core.figures.runs.read_histories`)."""
+    """``hist``: stacked histories of PNP runs (:func:`~pnp_core.evaluation.figures.runs.read_histories`)."""
     plt = pyplot()
     synths = list(dict.fromkeys(hist["synth"]))
     fig, axs = plt.subplots(len(synths), 1, figsize=(8.5, 3.6 * len(synths)), squeeze=False,

@@ -19,7 +19,7 @@ independent optimisations at once):
           mean over scales of ‖S_n(x) − S_n(x*)‖_F
 ``p``     ‖ν − ν*‖² (the oracle: knows θ*)
 ``pnp``   (ν − ν*)ᵀ (M₀ + λ·tr(M₀)/P·I) (ν − ν*), with M₀ = JᵀJ of the JTFS map at
-          the **initial** point (:class:`pnp_core.jacobian.JacobianComputer`),
+          the **initial** point (:class:`pnp_core.metric.jacobian.JacobianComputer`),
           i.e. the quadratic model of the JTFS loss around the start, with the
           oracle's ν*; λ = ``pnp_damping``.
 
@@ -161,7 +161,7 @@ class Objective:
         elif loss == "pnp":
             if feature is None or nu0 is None:
                 raise ValueError("the 'pnp' loss needs a feature Φ and the initial points")
-            from pnp_core.jacobian import JacobianComputer
+            from pnp_core.metric.jacobian import JacobianComputer
 
             jc = JacobianComputer(synth, feature, scaler, method="jvp", dtype=torch.float64)
             J = jc.jacobian(scaler.inverse(nu0.detach().to(torch.float64)))
@@ -277,7 +277,7 @@ def match_lm(objective: Objective, nu0: torch.Tensor, *, steps: int,
 
     Why: Adam needs ~100 steps of a reverse-mode pass through the JTFS (~10 forwards
     each on a CPU); with P ≤ 5 parameters, the forward-mode Jacobian J (B, K, P) of the
-    Jacobian stage (:class:`pnp_core.jacobian.JacobianComputer`, P tangents riding one
+    Jacobian stage (:class:`pnp_core.metric.jacobian.JacobianComputer`, P tangents riding one
     primal) costs a few forwards and gives the Gauss–Newton model r + JΔ of the loss,
     whose minimiser converges in tens of steps near a minimum.
 
@@ -290,7 +290,7 @@ def match_lm(objective: Objective, nu0: torch.Tensor, *, steps: int,
     """
     from tqdm.auto import tqdm
 
-    from pnp_core.jacobian import JacobianComputer
+    from pnp_core.metric.jacobian import JacobianComputer
 
     if objective.loss != "jtfs":
         raise ValueError(f"LM matching minimises the 'jtfs' loss, not {objective.loss!r}")

@@ -15,8 +15,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from pnp_core.figures.runs import read_metrics
-from pnp_core.figures.style import COLOURS, METHOD_ORDER, pyplot, save_figure
+from pnp_core.evaluation.figures.runs import read_metrics
+from pnp_core.evaluation.figures.style import COLOURS, METHOD_ORDER, pyplot, save_figure
 
 
 def param_names(metrics: pd.DataFrame) -> list[str]:
@@ -25,7 +25,7 @@ def param_names(metrics: pd.DataFrame) -> list[str]:
 
 def plot_errors(metrics: pd.DataFrame, pdf, png, title: str = "") -> None:
     """``metrics``: stacked per-sample metrics of one synth's runs
-    (:func:`pnp_core.figures.runs.read_metrics`)."""
+    (:func:`pnp_core.evaluation.figures.runs.read_metrics`)."""
     from scipy.stats import spearmanr
 
     plt = pyplot()

@@ -3,8 +3,8 @@ then one column per method.
 
 Input: ``results/eval/{synth}/{run}/predictions.parquet`` of the methods (θ and θ̂,
 physical units) and the synth entry (synthesizer and ``cqt`` settings). The sounds are
-:func:`pnp_core.listen.pick_sounds` of the test ids, as in the listening WAVs. Each
-image is the encoder's own input, |log1p(CQT(x)/ε)| (:class:`pnp_core.encoders.CQTFrontEnd`),
+:func:`pnp_core.evaluation.listen.pick_sounds` of the test ids, as in the listening WAVs. Each
+image is the encoder's own input, |log1p(CQT(x)/ε)| (:class:`pnp_core.training.encoders.CQTFrontEnd`),
 on a log-frequency axis in Hz against time in s, one colour scale per row.
 """
 
@@ -13,16 +13,16 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from pnp_core.figures.style import (METHOD_ORDER, log_axis, parse_run, pyplot, run_of_path,
+from pnp_core.evaluation.figures.style import (METHOD_ORDER, log_axis, parse_run, pyplot, run_of_path,
                                     save_figure)
-from pnp_core.listen import pair_audio, pick_sounds, read_predictions
+from pnp_core.evaluation.listen import pair_audio, pick_sounds, read_predictions
 
 
 class CQTImages:
     """The encoder's front end of a synth entry: |log1p(CQT(x)/ε)|, with its axes."""
 
     def __init__(self, spec) -> None:
-        from pnp_core.encoders import CQTFrontEnd, cqt_settings
+        from pnp_core.training.encoders import CQTFrontEnd, cqt_settings
 
         cqt = spec.entry.get("cqt", {})
         self.settings = s = cqt_settings(cqt, spec.synth.sr)

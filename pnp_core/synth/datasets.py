@@ -116,7 +116,7 @@ def write_params(df: pd.DataFrame, path, provenance: dict, units: dict) -> None:
     float64 column per parameter in physical units (``units`` maps name → unit).
     """
     from pnp_core.io import write_table
-    from pnp_core.spec import PARAMS_FORMAT
+    from pnp_core.formats import PARAMS_FORMAT
 
     write_table(df, path, PARAMS_FORMAT, {"provenance": provenance, "units": units})
 
@@ -129,7 +129,7 @@ def load_params(path, fold: str | None = None, *, space: ParamSpace | None = Non
     """
     from pnp_core.errors import TableFileError
     from pnp_core.io import read_table
-    from pnp_core.spec import PARAMS_FORMAT
+    from pnp_core.formats import PARAMS_FORMAT
 
     if fold is not None and fold not in FOLDS:
         raise ValueError(f"unknown fold {fold!r}; choose one of {FOLDS}")

@@ -42,7 +42,7 @@ DTYPE = torch.float64
 
 def _features(spec, nu: torch.Tensor, scaler) -> torch.Tensor:
     """Φ(g(h⁻¹(ν))) (B, K) float64 for ν (B, P), θ clamped into the box."""
-    from pnp_core.losses import clamp_theta
+    from pnp_core.training.losses import clamp_theta
 
     theta = clamp_theta(scaler.inverse(nu.to(DTYPE)), spec.space)
     return spec.feature(spec.synth(theta))
@@ -87,7 +87,7 @@ def model_validity(spec, scaler, nu: np.ndarray, M: np.ndarray, ids: np.ndarray,
                 rows.append((i, "random", d, r))
         if deltas is not None:
             rows.append((i, "network", np.asarray(deltas[i], np.float64), np.nan))
-    from pnp_core.losses import clamp_theta
+    from pnp_core.training.losses import clamp_theta
 
     idx = np.array([r[0] for r in rows])
     # ν + Δ moved back into the synthesizer's box (the sound that can be synthesised); Δ is
@@ -141,7 +141,7 @@ def top_share(values: np.ndarray, frac: float = 0.05) -> float:
 def fold_errors(model, spec, theta: torch.Tensor, run_scaler, ref_scaler,
                 batch_size: int = 32) -> np.ndarray:
     """ν̂ − ν (n, P) float64 in ``ref_scaler``'s space for θ (n, P), θ̂ clamped into the box."""
-    from pnp_core.losses import clamp_theta
+    from pnp_core.training.losses import clamp_theta
 
     out = []
     with torch.no_grad():
@@ -183,7 +183,7 @@ def epoch_dynamics(spec, params: pd.DataFrame, run_dir, metrics: dict, *,
     from pnp_core.io import read_table
     from pnp_core.params import Scaler
     from pnp_core.progress import Progress
-    from pnp_core.train import Encoder, load_model, load_metrics
+    from pnp_core.training.train import Encoder, load_model, load_metrics
 
     run_dir = Path(run_dir)
     model, record = load_model(run_dir / "model.pt")
@@ -242,7 +242,7 @@ def compare_settings(spec_a, spec_b, theta: np.ndarray, scaler_a, scaler_b, *,
     top eigenvectors, 0–90°), ``diag_corr`` (Pearson correlation of log diag(M)/tr(M)),
     ``eig_a_<i>``, ``eig_b_<i>`` (ascending).
     """
-    from pnp_core.jacobian import JacobianComputer
+    from pnp_core.metric.jacobian import JacobianComputer
     from pnp_core.progress import Progress
 
     rows = []
@@ -276,7 +276,7 @@ def plot_diagnostics(validity: pd.DataFrame, dynamics: dict, settings: pd.DataFr
     """One figure: (a) d_lin/d_true against the error size (median and quartiles; the
     network's errors as points), (b) per run, val JTFS distance and val objective per epoch
     (each divided by its first epoch) with λ, (c) tr M at two settings (if given)."""
-    from pnp_core.figures.style import pyplot, save_figure
+    from pnp_core.evaluation.figures.style import pyplot, save_figure
 
     plt = pyplot()
     n = 3 if settings is not None and len(settings) else 2
@@ -319,9 +319,9 @@ def plot_diagnostics(validity: pd.DataFrame, dynamics: dict, settings: pd.DataFr
 
 def _common_mu(runs: dict, M: np.ndarray) -> float:
     """One PNP scale μ for every run's objectives: the first PNP run's (trained) μ, else
-    :func:`pnp_core.losses.auto_mu` of ``M`` (n, P, P)."""
-    from pnp_core.losses import auto_mu
-    from pnp_core.train import load_model
+    :func:`pnp_core.training.losses.auto_mu` of ``M`` (n, P, P)."""
+    from pnp_core.training.losses import auto_mu
+    from pnp_core.training.train import load_model
 
     for folder in runs.values():
         _, record = load_model(Path(folder) / "model.pt")
@@ -360,7 +360,7 @@ def write_diagnostics(spec, params: pd.DataFrame, metrics: dict, out_dir, *,
     """
     from pnp_core.io import write_csv, write_table
     from pnp_core.params import Scaler
-    from pnp_core.train import load_metrics, load_model
+    from pnp_core.training.train import load_metrics, load_model
 
     out_dir = Path(out_dir)
     ref = spec.fit_scaler(params)

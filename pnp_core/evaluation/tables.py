@@ -19,7 +19,7 @@ seconds per epoch with validation (``seconds``), without it (``train_seconds``) 
 optimizer step (``train_seconds / steps``). Each table cell is the mean and the sample
 standard deviation (ddof = 1) of those run values over the group's runs (seeds); with one
 run the std is NaN. Each metric also gets a 95 % confidence interval
-(``<metric>_ci_lo``/``_ci_hi``) by the two-way bootstrap of :mod:`pnp_core.stats`, which
+(``<metric>_ci_lo``/``_ci_hi``) by the two-way bootstrap of :mod:`pnp_core.evaluation.stats`, which
 resamples seeds and test sounds together.
 
 Table 1's tests (:func:`table1_tests`, ``table1_tests.csv``): PNP-JTFS against every other
@@ -46,7 +46,7 @@ import pandas as pd
 from pnp_core.errors import DataError
 from pnp_core.formats import EVAL_FORMAT, HISTORY_FORMAT
 from pnp_core.io import atomic_path, read_table, write_csv
-from pnp_core.stats import N_BOOT, bootstrap_ci, holm, paired_bootstrap
+from pnp_core.evaluation.stats import N_BOOT, bootstrap_ci, holm, paired_bootstrap
 from pnp_core.run_names import (LOSS_NAMES, METHOD_LABELS, TABLE1_LOSSES, run_group,
                                 run_label)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pnp_core.figures.style import save_figure
+from pnp_core.evaluation.figures.style import save_figure
 
 LOSS_LABELS = {"jtfs": "JTFS", "mss": "MSS", "p": "P-loss (oracle)", "pnp": "PNP (M at init)",
                "jtfs_lm": "JTFS, Levenberg–Marquardt"}
@@ -45,7 +45,7 @@ def plot_landscapes(panels, space, axes, theta_target, pdf, png) -> None:
     """
     import torch
 
-    from pnp_core.matching import box_scaler
+    from pnp_core.matching.matchers import box_scaler
 
     plt = _pyplot()
     scaler = box_scaler(space)

@@ -16,7 +16,7 @@ For a test sample with true θ and prediction ν̂ = f_W(g(θ)):
   paper's log-JTFS), Φ(g(θ)) read from the test-fold feature file;
 * ``micro_weight`` = √(σ₁σ₂), the two largest eigenvalues of the sample's M (test-fold
   metric file, the entry's rescaling); the "micro" distance is the mean of
-  ``jtfs_dist`` weighted by it (:func:`pnp_core.tables.micro_mean`); NaN without a test metric;
+  ``jtfs_dist`` weighted by it (:func:`pnp_core.evaluation.tables.micro_mean`); NaN without a test metric;
 * ``mss_dist`` = auraloss ``MultiResolutionSTFTLoss()`` with its defaults on (g(θ̂), g(θ)),
   taken per sample (its spectral-convergence term is a ratio of norms over whatever it
   is given, so a batched call would mix samples);
@@ -27,10 +27,10 @@ For a test sample with true θ and prediction ν̂ = f_W(g(θ)):
 * ``centre_err`` = the ``param_err`` the chance predictor would have, the one that always
   answers the centre of the box (:func:`centre_errors`): Table 1's chance line;
 * ``m_diag_<name>`` = diagonal of the test-fold M in that same space (NaN without it);
-* ``test_loss`` = the run's own objective per sample, as :mod:`pnp_core.train` computes
+* ``test_loss`` = the run's own objective per sample, as :mod:`pnp_core.training.train` computes
   it, in the run's rescaling: P: (1/P)‖ν̂ − ν‖²; PNP: undamped ½ μ Δᵀ M Δ with the run's μ
   and the test-fold M re-expressed in the run's rescaling
-  (:func:`pnp_core.metric_file.metric_in_rescaling`); DDSP: the DDSP distance d(g(θ̂), g(θ)).
+  (:func:`pnp_core.metric.file.metric_in_rescaling`); DDSP: the DDSP distance d(g(θ̂), g(θ)).
 
 Output formats (tables of :mod:`pnp_core.io`)
 --------------------------------------------
@@ -172,7 +172,7 @@ def load_targets(path, ids: np.ndarray, spec) -> torch.Tensor:
 
 def load_test_metric(path, ids: np.ndarray, spec):
     """The test-fold MetricTable, checked against ``ids`` (None when ``path`` is None)."""
-    from pnp_core.metric_file import read_metric
+    from pnp_core.metric.file import read_metric
 
     if path is None:
         return None
@@ -216,11 +216,11 @@ def evaluate_run(spec, params: pd.DataFrame, inputs: EvalInputs, training: dict 
     (metrics, predictions, meta): the two tables (formats in the module docstring) and
     their shared metadata.
     """
-    from pnp_core.losses import clamp_theta
-    from pnp_core.metric_file import metric_in_rescaling
+    from pnp_core.training.losses import clamp_theta
+    from pnp_core.metric.file import metric_in_rescaling
     from pnp_core.params import Scaler
     from pnp_core.progress import Progress
-    from pnp_core.train import load_model
+    from pnp_core.training.train import load_model
 
     t0 = time.perf_counter()
     device = torch.device(device)

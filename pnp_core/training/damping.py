@@ -9,7 +9,7 @@
               = λ₀ by default (the reference's threshold)
 ============= ==============================================================================
 
-``restore_best`` (any schedule, and :mod:`pnp_core.train` gives it to every loss alike):
+``restore_best`` (any schedule, and :mod:`pnp_core.training.train` gives it to every loss alike):
 when a validation does not improve on the best so far, the best weights are loaded back.
 Off by default: the reference's revert was a no-op, and with brake = 1 a restore repeats
 the same epoch from the same weights and λ (measured: docs/training.md).

@@ -15,8 +15,8 @@ DDSP       mean_b d(g(h⁻¹(ν̂_b)), x_b)   d = the feature's per-sample dista
 
 PNP: M_b = J_bᵀJ_b is the metric of sample b in the run's rescaling (from the
 Jacobian stage, re-expressed by the chain rule with
-:func:`pnp_core.metric_file.metric_in_rescaling`). μ rescales M (see
-:func:`auto_mu`); λ is the damping (:mod:`pnp_core.damping`) and D the damping
+:func:`pnp_core.metric.file.metric_in_rescaling`). μ rescales M (see
+:func:`auto_mu`); λ is the damping (:mod:`pnp_core.training.damping`) and D the damping
 matrix, taken on the *scaled* metric μM:
 
 ``identity``  D = I

@@ -466,7 +466,7 @@ def compute_metrics(df, computer: JacobianComputer, *, batch_size: int, progress
     M : ndarray (n, P, P) float64
     eig : ndarray (n, P) float64, ascending
     """
-    from pnp_core.datasets import theta_batches
+    from pnp_core.synth.datasets import theta_batches
 
     P = computer.n_params
     ids_out, M_out, eig_out = [], [], []
@@ -502,9 +502,9 @@ def compute_shard(spec, params, fold: str, shard: int = 0, shard_size: int | Non
 
     Returns
     -------
-    pnp_core.metric_file.MetricTable (format of :mod:`pnp_core.metric_file`)
+    pnp_core.metric.file.MetricTable (format of :mod:`pnp_core.metric.file`)
     """
-    from pnp_core.metric_file import MetricTable, n_shards, shard_slice
+    from pnp_core.metric.file import MetricTable, n_shards, shard_slice
 
     scaler = spec.fit_scaler(params)
     rows = params[params["fold"] == fold].sort_values("id").reset_index(drop=True)

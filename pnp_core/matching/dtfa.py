@@ -3,9 +3,9 @@
 For one synthesizer, ``n_pairs`` (target, init) pairs are drawn (seeded) from the
 dataset's params table: the target is a random row, the initial point another
 random row, so inits are spread over the whole box as in the DTFA tutorial. Every
-loss of :data:`pnp_core.matching.LOSSES` then matches the **same** pairs with Adam
-(:func:`pnp_core.matching.match_pairs`), and ``jtfs_lm`` the JTFS loss by
-Levenberg–Marquardt (:func:`pnp_core.matching.match_lm`, ``lm_steps`` trials).
+loss of :data:`pnp_core.matching.matchers.LOSSES` then matches the **same** pairs with Adam
+(:func:`pnp_core.matching.matchers.match_pairs`), and ``jtfs_lm`` the JTFS loss by
+Levenberg–Marquardt (:func:`pnp_core.matching.matchers.match_lm`, ``lm_steps`` trials).
 
 Outputs
 -------
@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pnp_core.matching import LOSSES, Objective, box_scaler, default_mss, match, match_pairs
+from pnp_core.matching.matchers import LOSSES, Objective, box_scaler, default_mss, match, match_pairs
 
 TRACES_FORMAT = "pnp-dtfa-traces/1"
 

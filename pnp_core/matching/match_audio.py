@@ -17,7 +17,7 @@ Steps (:func:`match_file`):
    ``starts = 0`` with a model skips the grid search and refines the prediction only.
 3. **Refinement** of the JTFS loss from those starts (batched): Levenberg–Marquardt
    (``optimizer="lm"``, default: forward-mode Jacobians of the JTFS, ~30 trials;
-   :func:`pnp_core.matching.match_lm`) or Adam (``"adam"``, ~100 reverse-mode steps);
+   :func:`pnp_core.matching.matchers.match_lm`) or Adam (``"adam"``, ~100 reverse-mode steps);
    the θ̂ of lowest final loss wins.
 """
 
@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from pnp_core.errors import DataError
-from pnp_core.matching import Objective, box_scaler, match, match_lm
+from pnp_core.matching.matchers import Objective, box_scaler, match, match_lm
 
 
 @dataclass
@@ -110,9 +110,9 @@ def encoder_start(spec, model_path, x: np.ndarray) -> np.ndarray:
     provenance says so; otherwise :class:`~pnp_core.errors.DataError` names the
     difference). θ̂ is clamped to the parameter box, as evaluation does.
     """
-    from pnp_core.losses import clamp_theta
+    from pnp_core.training.losses import clamp_theta
     from pnp_core.params import Scaler
-    from pnp_core.train import load_model
+    from pnp_core.training.train import load_model
 
     model, record = load_model(model_path)
     prov = record.get("provenance", {})
@@ -194,7 +194,7 @@ def write_match(spec, result: dict, out_dir, stem: str, source: str) -> list[Pat
     import pandas as pd
     import soundfile as sf
 
-    from pnp_core.dtfa_figures import plot_match_spectrograms
+    from pnp_core.matching.dtfa_figures import plot_match_spectrograms
     from pnp_core.io import atomic_path, write_csv
 
     out = Path(out_dir)

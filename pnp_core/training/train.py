@@ -9,9 +9,9 @@ One entry point, :func:`train_run`, for every loss (``p``, ``pnp``, ``ddsp_mss``
   and validation sound is computed once (it depends on neither the weights nor the loss; measured on
   the laptop config: CQT 0.27 s vs network forward+backward 0.17 s per batch of 32);
 * PNP: M of the train and val folds from the Jacobian stage, re-expressed in the run's
-  rescaling by the chain rule (:func:`pnp_core.metric_file.metric_in_rescaling`); μ and
-  λ₀ from the train fold (:func:`pnp_core.losses.auto_mu`,
-  :func:`pnp_core.damping.initial_lambda`);
+  rescaling by the chain rule (:func:`pnp_core.metric.file.metric_in_rescaling`); μ and
+  λ₀ from the train fold (:func:`pnp_core.training.losses.auto_mu`,
+  :func:`pnp_core.training.damping.initial_lambda`);
 * optimisation: Adam (lr 1e−3) or the reference's Sophia as it ran (:class:`SignMomentum`),
   optional global-norm clipping, ``ReduceLROnPlateau`` (patience 3) on the validation loss;
 * validation after every epoch on the whole val fold: the run's own objective (undamped
@@ -19,7 +19,7 @@ One entry point, :func:`train_run`, for every loss (``p``, ``pnp``, ``ddsp_mss``
 * checkpoints under ``{out_dir}/checkpoint/``: ``last.pt`` written atomically after every
   epoch (model, optimizer, scheduler, damping state, RNG states, history) and
   ``best.pt`` (weights with the lowest validation loss), and with ``keep_epochs`` the
-  weights after every epoch (``epoch-NNNN.pt``, for :mod:`pnp_core.diagnose`). With
+  weights after every epoch (``epoch-NNNN.pt``, for :mod:`pnp_core.evaluation.diagnose`). With
   ``damping.restore_best`` (any loss alike) a non-improving epoch loads the best weights
   back. A restarted run with the same
   settings resumes from ``last.pt``; one with other settings starts afresh;
@@ -47,12 +47,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pnp_core.damping import Damping, initial_lambda
-from pnp_core.encoders import Encoder, cqt_settings
+from pnp_core.training.damping import Damping, initial_lambda
+from pnp_core.training.encoders import Encoder, cqt_settings
 from pnp_core.errors import ConfigError, DataError, PnpError
 from pnp_core.formats import HISTORY_FORMAT
 from pnp_core.io import atomic_path, write_table
-from pnp_core.losses import PNP_FORMS, auto_mu, ddsp_loss, p_loss, pnp_loss
+from pnp_core.training.losses import PNP_FORMS, auto_mu, ddsp_loss, p_loss, pnp_loss
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ def load_metrics(path, ids: np.ndarray, theta: np.ndarray, scaler,
     ``feature``, when given, is the representation the metric must have been computed with
     (its provenance says which), so a PNP-MSS run cannot silently train on a JTFS metric.
     """
-    from pnp_core.metric_file import metric_in_rescaling, read_metric
+    from pnp_core.metric.file import metric_in_rescaling, read_metric
 
     table = read_metric(path)
     got = table.meta.get("provenance", {}).get("feature")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pnp_core.figures.style import COLOURS, METHOD_ORDER, pyplot, save_figure
+from pnp_core.evaluation.figures.style import COLOURS, METHOD_ORDER, pyplot, save_figure
 
 #: Table-1 metric → (panel title, y-axis label, log axis)
 METRICS = {

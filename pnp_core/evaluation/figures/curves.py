@@ -3,15 +3,15 @@ epoch, one row of panels per synthesizer, one curve per method (mean over seeds,
 ±1 standard-deviation band when there are several).
 
 Input: ``results/runs/{synth}/{run}/history.parquet`` (format ``pnp-history/1``,
-:mod:`pnp_core.train`).
+:mod:`pnp_core.training.train`).
 """
 
 from __future__ import annotations
 
 import pandas as pd
 
-from pnp_core.figures.runs import read_histories
-from pnp_core.figures.style import COLOURS, METHOD_ORDER, log_axis, pyplot, save_figure
+from pnp_core.evaluation.figures.runs import read_histories
+from pnp_core.evaluation.figures.style import COLOURS, METHOD_ORDER, log_axis, pyplot, save_figure
 
 PANELS = (
     ("val_loss", "validation loss, own objective (log)"),
@@ -20,7 +20,7 @@ PANELS = (
 
 
 def plot_curves(hist: pd.DataFrame, pdf, png) -> None:
-    """``hist``: stacked histories (:func:`pnp_core.figures.runs.read_histories`)."""
+    """``hist``: stacked histories (:func:`pnp_core.evaluation.figures.runs.read_histories`)."""
     import seaborn as sns
 
     plt = pyplot()

@@ -18,10 +18,10 @@ from pathlib import Path
 import pandas as pd
 
 from pnp_core.errors import DataError
-from pnp_core.figures.style import METHOD_ORDER, parse_run, run_label
+from pnp_core.evaluation.figures.style import METHOD_ORDER, parse_run, run_label
 from pnp_core.io import atomic_path
-from pnp_core.listen import sound_name
-from pnp_core.tables import format_value, mean_std_cell
+from pnp_core.evaluation.listen import sound_name
+from pnp_core.evaluation.tables import format_value, mean_std_cell
 
 STYLE = """<style>
 body { font-family: system-ui, sans-serif; font-size: 14px; margin: 1em; color: #222; }
@@ -102,7 +102,7 @@ def write_listening_page(synth: str, run_dirs, out) -> None:
     """One table per synth: a row per picked test sound, the target then each run's match.
 
     ``run_dirs``: the folders ``results/listen/{synth}/{run}`` written by
-    :func:`pnp_core.listen.write_listening` (same sounds in each).
+    :func:`pnp_core.evaluation.listen.write_listening` (same sounds in each).
     """
     run_dirs = [Path(d) for d in run_dirs]
     sounds = {d: pd.read_csv(d / "sounds.csv") for d in run_dirs}

@@ -1,7 +1,7 @@
 """Eigenvalue spectra of M = JᵀJ across a fold, one panel per synthesizer.
 
 Input: the per-sample summaries ``results/jacobian/{synth}/{fold}.summary.parquet``
-(:mod:`pnp_core.metric_summary`). For each eigenvalue rank k (1 = smallest) the
+(:mod:`pnp_core.metric.summary`). For each eigenvalue rank k (1 = smallest) the
 median over the fold's sounds is drawn with its interquartile and 5–95 % bands and
 the min/max, on a log axis; the title gives the fold size and the median condition
 number λ_max/λ_min.
@@ -13,13 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
-from pnp_core.figures.style import pyplot, save_figure
+from pnp_core.evaluation.figures.style import pyplot, save_figure
 
 
 def read_spectra(path) -> tuple[np.ndarray, dict]:
     """Eigenvalues (n, P), ascending per row, and the metadata of a summary file."""
     from pnp_core.io import read_table
-    from pnp_core.metric_summary import SUMMARY_FORMAT
+    from pnp_core.metric.summary import SUMMARY_FORMAT
 
     table = read_table(path, SUMMARY_FORMAT, what="the metric summary (pnp jacobian-summary)")
     eig = np.stack(table.data["eigenvalues"].to_numpy()) if len(table.data) else np.empty((0, 0))

@@ -2,14 +2,14 @@
 
 Each file lives at ``…/{synth}/{run}/<file>`` (``results/runs``, ``results/eval``); the
 stacked table gains ``synth``, ``run``, ``method``, ``variant`` and ``seed`` columns
-(:func:`pnp_core.figures.style.parse_run`).
+(:func:`pnp_core.evaluation.figures.style.parse_run`).
 """
 
 from __future__ import annotations
 
 import pandas as pd
 
-from pnp_core.figures.style import parse_run, run_of_path
+from pnp_core.evaluation.figures.style import parse_run, run_of_path
 from pnp_core.formats import EVAL_FORMAT
 
 

@@ -1,9 +1,7 @@
 # pnp: perceptual–neural–physical sound matching (Han, Lostanlen & Lagrange, TASLP 2024).
-#
-#   snakemake --cores all                                    # laptop default (config.yaml)
-#   snakemake --cores all --configfile workflow/presets/paper.yaml
-#
-# Output paths are the API between rules; see README.md and docs/.
+#   snakemake --cores all                                            # laptop, into results/
+#   snakemake --cores all --configfile workflow/presets/paper.yaml   # into results/paper/
+# Targets go before --configfile (it takes several values). Paths: README.md, docs/.
 from snakemake.utils import min_version
 
 from pnp_core.config import load_yaml, validate_config
@@ -23,7 +21,10 @@ report: "workflow/report/workflow.rst"
 validate_config(config, f"{workflow.basedir}/workflow/schemas/config.schema.yaml")
 
 
-include: "workflow/rules/common.smk"
+include: "workflow/rules/common/paths.smk"
+include: "workflow/rules/common/run_grid.smk"
+include: "workflow/rules/common/rule_functions.smk"
+include: "workflow/rules/common/targets.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/features.smk"
 include: "workflow/rules/jacobian.smk"

@@ -70,62 +70,83 @@ def _median_seconds(call, n: int, device: torch.device) -> float:
     return statistics.median(timed() for _ in range(n))
 
 
+class Case:
+    """The fixed batch of one setting: synthesizer, features, θ, ν, a PSD M, targets."""
+
+    def __init__(self, setting: str, batch: int, device: torch.device):
+        s = SETTINGS[setting]
+        self.setting, self.batch, self.device, self.settings = setting, batch, device, s
+        self.synth = synth = get_synth("ftm", sr=22050, n_samples=s["n_samples"], modes=10)
+        space = synth.space
+        self.jtfs = get_feature("jtfs", n_samples=s["n_samples"], J=s["J"], Q=(12, 1), Q_fr=1,
+                                F=2, T="global")
+        self.mss = get_feature("mss", n_samples=s["n_samples"], n_ffts=MSS_FFTS)
+        lo, hi = space.to_natural(space.low), space.to_natural(space.high)
+        rng = np.random.default_rng(0)
+        theta_np = space.from_natural(lo + rng.uniform(0.1, 0.9, size=(batch, len(space)))
+                                      * (hi - lo))
+        self.scaler = Scaler.fit(space, "logminmax", np.stack([space.low, space.high]))
+        self.theta = torch.as_tensor(theta_np, dtype=torch.float32, device=device)
+        self.nu = self.scaler.forward(self.theta.double()).float()
+        A = torch.randn(batch, len(space), len(space), dtype=torch.float64, device=device)
+        self.M = A @ A.transpose(1, 2)
+        self.cqt = cqt_settings({"octaves": s["octaves"]}, synth.sr)
+        self.x_target = synth(self.theta).detach()
+        with torch.no_grad():
+            self.jtfs_target = self.jtfs(self.x_target)
+
+    def loss_value(self, loss, nu_hat, x, target_jtfs):
+        if loss == "p":
+            return p_loss(nu_hat, self.nu)
+        if loss == "pnp":
+            return pnp_loss(nu_hat, self.nu, self.M, lam=1e-3)
+        if loss == "ddsp_mss":
+            return ddsp_loss(nu_hat, x, self.synth, self.scaler, self.mss)
+        return ddsp_loss(nu_hat, x, self.synth, self.scaler, self.jtfs, target_jtfs)
+
+    def step_call(self, loss: str):
+        """One full training step of ``loss`` (a fresh encoder and Adam), as a callable."""
+        torch.manual_seed(0)
+        model = Encoder(self.cqt, len(self.synth.space), "logminmax", self.settings["encoder"],
+                        spectral=loss.startswith("ddsp")).to(self.device)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+        def call():
+            x = self.synth(self.theta)
+            with torch.no_grad():
+                inputs = model.features(x)
+                target = self.jtfs(x) if loss == "ddsp_jtfs" else None
+            value = self.loss_value(loss, model.from_features(inputs), x, target)
+            opt.zero_grad(set_to_none=True)
+            value.backward()
+            opt.step()
+        return call
+
+    def loss_only_call(self, loss: str):
+        """The loss alone and its backward to a leaf ν̂ (ν + a fixed perturbation)."""
+        nu_leaf = (self.nu + 0.05 * torch.randn(self.nu.shape,
+                                                generator=torch.Generator().manual_seed(1))
+                   .to(self.device)).clamp(0, 1).requires_grad_(True)
+
+        def call():
+            nu_leaf.grad = None
+            self.loss_value(loss, nu_leaf, self.x_target, self.jtfs_target).backward()
+        return call
+
+
+def step_call(setting: str, loss: str, batch: int, device: torch.device):
+    """One full training step of ``loss`` at ``setting`` and ``batch`` (for bench_gpu.py)."""
+    return Case(setting, batch, device).step_call(loss)
+
+
 def bench(setting: str, batch: int, repeats: int, device: torch.device,
           modes=("step", "loss_only")) -> list[dict]:
-    s = SETTINGS[setting]
-    synth = get_synth("ftm", sr=22050, n_samples=s["n_samples"], modes=10)
-    space = synth.space
-    jtfs = get_feature("jtfs", n_samples=s["n_samples"], J=s["J"], Q=(12, 1), Q_fr=1, F=2,
-                       T="global")
-    mss = get_feature("mss", n_samples=s["n_samples"], n_ffts=MSS_FFTS)
-    lo, hi = space.to_natural(space.low), space.to_natural(space.high)
-    rng = np.random.default_rng(0)
-    theta_np = space.from_natural(lo + rng.uniform(0.1, 0.9, size=(batch, len(space))) * (hi - lo))
-    scaler = Scaler.fit(space, "logminmax", np.stack([space.low, space.high]))
-    theta = torch.as_tensor(theta_np, dtype=torch.float32, device=device)
-    nu = scaler.forward(theta.double()).float()
-    A = torch.randn(batch, len(space), len(space), dtype=torch.float64, device=device)
-    M = A @ A.transpose(1, 2)
-    cqt = cqt_settings({"octaves": s["octaves"]}, synth.sr)
-    x_target = synth(theta).detach()
-    with torch.no_grad():
-        jtfs_target = jtfs(x_target)
-    # the loss-only mode's prediction: ν + a fixed perturbation, a leaf so backward stops there
-    nu_leaf = (nu + 0.05 * torch.randn(nu.shape, generator=torch.Generator().manual_seed(1))
-               .to(device)).clamp(0, 1).requires_grad_(True)
-
-    def loss_value(loss, nu_hat, x, target_jtfs):
-        if loss == "p":
-            return p_loss(nu_hat, nu)
-        if loss == "pnp":
-            return pnp_loss(nu_hat, nu, M, lam=1e-3)
-        if loss == "ddsp_mss":
-            return ddsp_loss(nu_hat, x, synth, scaler, mss)
-        return ddsp_loss(nu_hat, x, synth, scaler, jtfs, target_jtfs)
-
+    case = Case(setting, batch, device)
+    s = case.settings
     rows = []
     for mode in modes:
         for loss in ("p", "pnp", "ddsp_mss", "ddsp_jtfs"):
-            if mode == "step":
-                torch.manual_seed(0)
-                model = Encoder(cqt, len(space), "logminmax", s["encoder"],
-                                spectral=loss.startswith("ddsp")).to(device)
-                opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-
-                def call():
-                    x = synth(theta)
-                    with torch.no_grad():
-                        inputs = model.features(x)
-                        target = jtfs(x) if loss == "ddsp_jtfs" else None
-                    value = loss_value(loss, model.from_features(inputs), x, target)
-                    opt.zero_grad(set_to_none=True)
-                    value.backward()
-                    opt.step()
-            else:
-                def call():
-                    nu_leaf.grad = None
-                    loss_value(loss, nu_leaf, x_target, jtfs_target).backward()
-
+            call = case.step_call(loss) if mode == "step" else case.loss_only_call(loss)
             n = max(1, repeats // 3) if (setting == "paper" and loss == "ddsp_jtfs") else repeats
             sec = _median_seconds(call, n, device)
             print(f"{setting:>6} {mode:>9} {loss:>9}: {sec:.4g} s (batch {batch}, {n} repeats)",

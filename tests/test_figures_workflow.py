@@ -32,7 +32,8 @@ def test_figures_target_plans_every_figure_wav_and_page(amfm_workdir):
     counts.pop("total")
     assert counts == {"figure_spectra": "1", "figure_curves": "1", "figure_damping": "1",
                       "figure_errors": "1", "figure_cqt": "1", "figure_table1": "1",
-                      "listen": "4", "listen_page": "1", "table_page": "1", "figures": "1"}
+                      "listen": "4", "mushra": "1", "listen_page": "1", "table_page": "1",
+                      "figures": "1"}
 
 
 def test_damping_ablation_figure_takes_the_damping_runs(amfm_workdir):

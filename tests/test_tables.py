@@ -237,3 +237,22 @@ def test_table1_intervals_chance_times_and_tests(tmp_path):
     text = md.read_text()
     assert "PNP-JTFS against each method" in text and "chance" in text
     assert len(pd.read_csv(tcsv)) == 6
+
+
+def test_run_values_of_the_other_distances_skip_undefined_samples():
+    from pnp_core.evaluation.tables import AUDIO_VALUES, run_values
+
+    metrics = pd.DataFrame({"id": [1, 2, 3], "jtfs_dist": [1.0, 2.0, 3.0],
+                            "micro_weight": [1.0, 1.0, 1.0], "mss_dist": [0.5, 0.5, 0.5],
+                            "param_err": [0.1, 0.2, 0.3], "logmel_dist": [1.0, 2.0, 6.0],
+                            "mfcc_dtw_dist": [3.0, 3.0, 3.0],
+                            "f0_err_cents": [np.nan, 10.0, 30.0], "rms_dist": [0.0, 0.0, 1.5]})
+    v = run_values(metrics, pd.DataFrame())
+    # by hand: (1+2+6)/3, 3, (10+30)/2 over the pitched pairs only, 1.5/3
+    assert (v["logmel"], v["mfcc_dtw"], v["f0_cents"], v["rms"]) == (3.0, 3.0, 20.0, 0.5)
+    # no pitched pair (the drum): NaN, not 0; an evaluation from before the columns: NaN
+    v = run_values(metrics.assign(f0_err_cents=np.nan), pd.DataFrame())
+    assert math.isnan(v["f0_cents"])
+    old = run_values(metrics.drop(columns=list(AUDIO_VALUES.values())), pd.DataFrame())
+    assert all(math.isnan(old[k]) for k in AUDIO_VALUES)
+    assert {f"{k}_mean" for k in AUDIO_VALUES} <= set(TABLE_COLUMNS)

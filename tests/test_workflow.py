@@ -51,13 +51,14 @@ def test_dataset_rule_default_and_paper_fold_sizes(workdir):
     snakemake(workdir, "--cores", "2", *targets)
     ftm = pd.read_parquet(workdir / targets[0])
     assert ftm["fold"].value_counts().to_dict() == {"train": 928, "test": 64, "val": 32}
-    # targets first: --configfile takes several values
-    snakemake(workdir, *targets, "--cores", "2", "--configfile", "workflow/presets/paper.yaml")
-    ftm = pd.read_parquet(workdir / targets[0])
-    amfm = pd.read_parquet(workdir / targets[1])
+    # targets first: --configfile takes several values; the paper preset's results_dir
+    paper = [t.replace("results/", "results/paper/") for t in targets]
+    snakemake(workdir, *paper, "--cores", "2", "--configfile", "workflow/presets/paper.yaml")
+    ftm = pd.read_parquet(workdir / paper[0])
+    amfm = pd.read_parquet(workdir / paper[1])
     assert ftm["fold"].value_counts().to_dict() == {"train": 82224, "test": 10000, "val": 7776}
     assert amfm["fold"].value_counts().to_dict() == {"train": 21556, "test": 2700, "val": 2744}
-    assert (workdir / "logs/make_dataset/ftm.log").exists()
+    assert (workdir / "logs/paper/make_dataset/ftm.log").exists()
 
 
 @pytest.mark.slow

@@ -20,6 +20,11 @@ For a test sample with true θ and prediction ν̂ = f_W(g(θ)):
 * ``mss_dist`` = auraloss ``MultiResolutionSTFTLoss()`` with its defaults on (g(θ̂), g(θ)),
   taken per sample (its spectral-convergence term is a ratio of norms over whatever it
   is given, so a batched call would mix samples);
+* ``logmel_dist``, ``mfcc_dtw_dist``, ``f0_err_cents``, ``rms_dist`` = the distances the
+  sound-matching field also compares with, on (g(θ̂), g(θ)), per sample
+  (:mod:`pnp_core.evaluation.audio_metrics`: log-mel multi-scale spectrogram, MFCC with
+  DTW, f0 error in cents, NaN where the sounds are not both pitched, as the FTM drum's
+  are not; RMS-envelope distance in dB);
 * ``param_err`` = mean over parameters of (h(θ̂) − h(θ))², ``sqerr_<name>`` per parameter,
   in the *reference* normalised space h: the entry's rescaling fitted on the train fold
   (the space of the metric files). For every Table-1 run this is the run's own space;
@@ -35,7 +40,8 @@ For a test sample with true θ and prediction ν̂ = f_W(g(θ)):
 Output formats (tables of :mod:`pnp_core.io`)
 --------------------------------------------
 ``pnp-eval/1`` (``metrics.parquet``), one row per test sample, sorted by id: ``id`` int64;
-``jtfs_dist``, ``micro_weight``, ``mss_dist``, ``param_err``, ``centre_err``, ``sqerr_<p>`` (per parameter,
+``jtfs_dist``, ``micro_weight``, ``mss_dist``, ``logmel_dist``, ``mfcc_dtw_dist``,
+``f0_err_cents``, ``rms_dist``, ``param_err``, ``centre_err``, ``sqerr_<p>`` (per parameter,
 in order), ``test_loss``, ``m_diag_<p>``: float64. Metadata: ``provenance``, ``run``
 (the run record of model.pt), ``synth``, ``n_test``, ``loss``, ``param_space`` (scaler
 state of the reference space), ``param_names``, ``n_clamped``, ``mu``, ``sources``.
@@ -216,6 +222,7 @@ def evaluate_run(spec, params: pd.DataFrame, inputs: EvalInputs, training: dict 
     (metrics, predictions, meta): the two tables (formats in the module docstring) and
     their shared metadata.
     """
+    from pnp_core.evaluation.audio_metrics import COLUMNS as AUDIO_COLUMNS, audio_metrics
     from pnp_core.training.losses import clamp_theta
     from pnp_core.metric.file import metric_in_rescaling
     from pnp_core.params import Scaler
@@ -263,6 +270,7 @@ def evaluate_run(spec, params: pd.DataFrame, inputs: EvalInputs, training: dict 
     jtfs = np.empty(n)
     mss = np.empty(n)
     ddsp = np.full(n, np.nan)
+    audio = {c: np.empty(n) for c in AUDIO_COLUMNS}
     clamped = np.zeros(n, dtype=bool)
     with Progress(n, desc, unit="sample", disable=not progress) as bar, torch.no_grad():
         for sl in _batches(n, batch_size):
@@ -277,6 +285,8 @@ def evaluate_run(spec, params: pd.DataFrame, inputs: EvalInputs, training: dict 
             jtfs[sl] = torch.linalg.vector_norm(
                 phi_hat - targets[sl].to(device=device, dtype=COMPUTE_DTYPE), dim=-1).cpu().numpy()
             mss[sl] = mss_distance(x_hat, x).numpy()
+            for c, v in audio_metrics(x_hat.cpu().numpy(), x.cpu().numpy(), synth.sr).items():
+                audio[c][sl] = v
             if ddsp_feature is not None:
                 ddsp[sl] = ddsp_feature.distance(x_hat, x).cpu().numpy()
             nu_hat[sl], theta_hat[sl] = out.cpu(), th_hat.cpu()
@@ -307,7 +317,7 @@ def evaluate_run(spec, params: pd.DataFrame, inputs: EvalInputs, training: dict 
         weight, m_diag = np.full(n, np.nan), np.full((n, P), np.nan)
 
     metrics = pd.DataFrame({"id": ids, "jtfs_dist": jtfs, "micro_weight": weight,
-                            "mss_dist": mss, "param_err": sq.mean(axis=1),
+                            "mss_dist": mss, **audio, "param_err": sq.mean(axis=1),
                             "centre_err": centre_errors(ref_scaler, space, theta)})
     for j, name in enumerate(names):
         metrics[f"sqerr_{name}"] = sq[:, j]

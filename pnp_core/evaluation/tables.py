@@ -55,8 +55,15 @@ from pnp_core.run_names import (LOSS_NAMES, METHOD_LABELS, TABLE1_LOSSES, run_gr
 CI_METRICS = ("jtfs", "micro", "mss", "param_err", "centre_err")
 #: the metrics the tests compare (table prefix → metrics.parquet column)
 TESTED = {"jtfs": "jtfs_dist", "mss": "mss_dist", "param_err": "param_err"}
+#: the other distances of the field (per-sample columns of pnp_core.evaluation.audio_metrics):
+#: table prefix → metrics.parquet column; a run's value is the mean over the test sounds where
+#: the distance is defined (f0: where both sounds are pitched)
+AUDIO_VALUES = {"logmel": "logmel_dist", "mfcc_dtw": "mfcc_dtw_dist", "f0_cents": "f0_err_cents",
+                "rms": "rms_dist"}
 TABLE_COLUMNS = (["synth", "method", "run_group", "n_runs", "n_test", "jtfs_mean", "jtfs_std",
-                  "micro_mean", "micro_std", "mss_mean", "mss_std", "param_err_mean",
+                  "micro_mean", "micro_std", "mss_mean", "mss_std"]
+                 + [f"{k}_{s}" for k in AUDIO_VALUES for s in ("mean", "std")]
+                 + ["param_err_mean",
                   "param_err_std", "sec_per_epoch_mean", "sec_per_epoch_std",
                   "centre_err_mean", "centre_err_std", "train_sec_per_epoch_mean",
                   "train_sec_per_epoch_std", "sec_per_step_mean", "sec_per_step_std"]
@@ -71,7 +78,7 @@ TESTS_COLUMNS = ["synth", "method", "versus", "metric", "n_seeds", "n_test", "di
 #: Table-1 rows, in order: loss → method label
 TABLE1_METHODS = {loss: METHOD_LABELS[LOSS_NAMES[loss]] for loss in TABLE1_LOSSES}
 #: per-run values aggregated into the tables: output prefix → how
-VALUES = ("jtfs", "micro", "mss", "param_err", "centre_err", "sec_per_epoch",
+VALUES = ("jtfs", "micro", "mss", *AUDIO_VALUES, "param_err", "centre_err", "sec_per_epoch",
           "train_sec_per_epoch", "sec_per_step")
 TEST_SEEDS = "paired t-test over seeds (run means)"
 TEST_NONE = "none: one seed, no test across methods is possible"
@@ -101,9 +108,17 @@ def _history_mean(history: pd.DataFrame, column: str) -> float:
     return float(history[column].mean()) if len(history) and column in history else math.nan
 
 
+def defined_mean(values) -> float:
+    """Mean over the finite values (NaN when there are none: e.g. no pitched test sound)."""
+    v = np.asarray(values, np.float64)
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if v.size else math.nan
+
+
 def run_values(metrics: pd.DataFrame, history: pd.DataFrame) -> dict:
     """The per-run numbers a table aggregates (see the module docstring); evaluations and
-    histories from before ``centre_err``/``train_seconds`` existed give NaN there."""
+    histories from before ``centre_err``/``train_seconds`` or the audio metrics existed give
+    NaN there."""
     if len(metrics) == 0:
         raise DataError("an evaluation with no test sample cannot be tabulated")
     per_step = (history["train_seconds"] / history["steps"]
@@ -111,6 +126,8 @@ def run_values(metrics: pd.DataFrame, history: pd.DataFrame) -> dict:
     return {"jtfs": float(metrics["jtfs_dist"].mean()),
             "micro": micro_mean(metrics["jtfs_dist"], metrics["micro_weight"]),
             "mss": float(metrics["mss_dist"].mean()),
+            **{k: defined_mean(metrics[c]) if c in metrics else math.nan
+               for k, c in AUDIO_VALUES.items()},
             "param_err": float(metrics["param_err"].mean()),
             "centre_err": (float(metrics["centre_err"].mean()) if "centre_err" in metrics
                            else math.nan),
@@ -355,7 +372,9 @@ def markdown(df: pd.DataFrame, title: str, notes: list[str] = (),
     cols = ["synth", "method", "n_runs", "n_test"]
     heads = ["synth", "method", "runs", "test samples"]
     pairs = [("jtfs", "JTFS distance"), ("micro", "JTFS distance, micro"),
-             ("mss", "MSS distance"), ("param_err", "parameter error"),
+             ("mss", "MSS distance"), ("logmel", "log-mel MSS"), ("mfcc_dtw", "MFCC-DTW"),
+             ("f0_cents", "f0 error (cents)"), ("rms", "RMS envelope (dB)"),
+             ("param_err", "parameter error"),
              ("centre_err", "box centre's parameter error (chance)"),
              ("sec_per_epoch", "s / epoch"), ("train_sec_per_epoch", "s / epoch w/o validation"),
              ("sec_per_step", "s / step")]
@@ -404,7 +423,9 @@ def table_notes(df: pd.DataFrame) -> list[str]:
              "over the whole test fold, and in brackets the 95 % interval of the two-way "
              "bootstrap over seeds and test sounds (docs/evaluation.md). JTFS distance "
              "‖Φ(g(θ̂)) − Φ(g(θ))‖₂; micro: Σw·d/Σw with w = √(σ₁σ₂) of the sample's M; MSS: "
-             "auraloss MultiResolutionSTFTLoss (defaults); parameter error: mean squared "
+             "auraloss MultiResolutionSTFTLoss (defaults); log-mel MSS, MFCC-DTW, f0 error and "
+             "RMS envelope: the distances of docs/evaluation.md (librosa; f0 over the test "
+             "sounds where both are pitched, none for the drum: NaN); parameter error: mean squared "
              "error in the normalised parameter space; chance: the parameter error of "
              "always predicting the centre of the parameter box (a model must be below it); "
              "s / epoch with and without validation and s / optimizer step from the "
@@ -430,7 +451,7 @@ def write_tables(df: pd.DataFrame, csv_path, md_path, title: str,
         Path(tmp).write_text(markdown(df, title, table_notes(df), tests), encoding="utf-8")
 
 
-__all__ = ["table1", "table1_tests", "ablation_table", "sample_matrix", "TESTS_COLUMNS", "aggregate", "paired_test", "load_runs", "run_values",
+__all__ = ["table1", "table1_tests", "AUDIO_VALUES", "defined_mean", "ablation_table", "sample_matrix", "TESTS_COLUMNS", "aggregate", "paired_test", "load_runs", "run_values",
            "run_group", "method_label", "micro_mean", "format_value", "mean_std_cell", "markdown", "write_tables", "TABLE_COLUMNS",
            "ABLATION_COLUMNS", "TABLE1_METHODS", "TEST_SEEDS", "TEST_NONE",
            "TEST_BOOT"]

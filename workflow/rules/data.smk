@@ -1,8 +1,8 @@
 rule make_dataset:
     output:
-        "results/data/{synth}/params.parquet",
+        R("data/{synth}/params.parquet"),
     log:
-        "logs/make_dataset/{synth}.log",
+        LOG("make_dataset/{synth}.log"),
     conda:
         "../../environment.yml"
     resources:

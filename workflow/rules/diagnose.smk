@@ -9,10 +9,10 @@ rule diagnose:
     input:
         unpack(diagnose_inputs),
     output:
-        validity="results/diagnostics/{synth}/validity_summary.csv",
-        figure="results/diagnostics/{synth}/diagnostics.png",
+        validity=R("diagnostics/{synth}/validity_summary.csv"),
+        figure=R("diagnostics/{synth}/diagnostics.png"),
     log:
-        "logs/diagnose/{synth}.log",
+        LOG("diagnose/{synth}.log"),
     conda:
         "../../environment.yml"
     threads: 1
@@ -20,7 +20,7 @@ rule diagnose:
         entry=entry_json("train"),
         compare=diagnose_compare_json,
         runs=diagnose_run_flags,
-        out_dir=lambda wc: f"results/diagnostics/{wc.synth}",
+        out_dir=lambda wc: R(f"diagnostics/{wc.synth}"),
     shell:
         "pnp diagnose --entry {params.entry:q} --params {input.params}"
         " --metric-test {input.metric_test} --metric-val {input.metric_val} {params.runs}"
@@ -30,4 +30,4 @@ rule diagnose:
 
 rule diagnostics:
     input:
-        expand("results/diagnostics/{synth}/validity_summary.csv", synth=SYNTHS),
+        expand(R("diagnostics/{synth}/validity_summary.csv"), synth=SYNTHS),

@@ -7,13 +7,13 @@ rule dtfa:
 
 rule match_grid:
     input:
-        "results/data/{synth}/params.parquet",
+        R("data/{synth}/params.parquet"),
     output:
-        "results/dtfa/{synth}/traces.parquet",
+        R("dtfa/{synth}/traces.parquet"),
     log:
-        "logs/match_grid/{synth}.log",
+        LOG("match_grid/{synth}.log"),
     benchmark:
-        "results/benchmarks/rules/match_grid/{synth}.tsv"
+        R("benchmarks/rules/match_grid/{synth}.tsv")
     conda:
         "../../environment.yml"
     threads: config["dtfa"]["threads"]
@@ -36,11 +36,11 @@ rule match_grid:
 
 rule dtfa_table:
     input:
-        expand("results/dtfa/{synth}/traces.parquet", synth=config["dtfa"]["synths"]),
+        expand(R("dtfa/{synth}/traces.parquet"), synth=config["dtfa"]["synths"]),
     output:
-        "results/tables/dtfa.csv",
+        R("tables/dtfa.csv"),
     log:
-        "logs/dtfa_table.log",
+        LOG("dtfa_table.log"),
     localrule: True
     conda:
         "../../environment.yml"
@@ -50,12 +50,12 @@ rule dtfa_table:
 
 rule dtfa_convergence_figure:
     input:
-        expand("results/dtfa/{synth}/traces.parquet", synth=config["dtfa"]["synths"]),
+        expand(R("dtfa/{synth}/traces.parquet"), synth=config["dtfa"]["synths"]),
     output:
-        pdf="results/figures/dtfa_convergence.pdf",
-        png="results/figures/dtfa_convergence.png",
+        pdf=R("figures/dtfa_convergence.pdf"),
+        png=R("figures/dtfa_convergence.png"),
     log:
-        "logs/dtfa_figure/convergence.log",
+        LOG("dtfa_figure/convergence.log"),
     localrule: True
     conda:
         "../../environment.yml"
@@ -65,12 +65,12 @@ rule dtfa_convergence_figure:
 
 rule dtfa_landscape_figure:
     input:
-        f"results/data/{config['dtfa']['landscape']['synth']}/params.parquet",
+        R(f"data/{config['dtfa']['landscape']['synth']}/params.parquet"),
     output:
-        pdf="results/figures/dtfa_landscape.pdf",
-        png="results/figures/dtfa_landscape.png",
+        pdf=R("figures/dtfa_landscape.pdf"),
+        png=R("figures/dtfa_landscape.png"),
     log:
-        "logs/dtfa_figure/landscape.log",
+        LOG("dtfa_figure/landscape.log"),
     conda:
         "../../environment.yml"
     threads: config["dtfa"]["threads"]
@@ -92,12 +92,12 @@ rule dtfa_landscape_figure:
 
 rule dtfa_timeshift_figure:
     input:
-        f"results/data/{config['dtfa']['time_shift']['synth']}/params.parquet",
+        R(f"data/{config['dtfa']['time_shift']['synth']}/params.parquet"),
     output:
-        pdf="results/figures/dtfa_timeshift.pdf",
-        png="results/figures/dtfa_timeshift.png",
+        pdf=R("figures/dtfa_timeshift.pdf"),
+        png=R("figures/dtfa_timeshift.png"),
     log:
-        "logs/dtfa_figure/timeshift.log",
+        LOG("dtfa_figure/timeshift.log"),
     conda:
         "../../environment.yml"
     threads: config["dtfa"]["threads"]

@@ -1,6 +1,7 @@
 # Evaluation of every trained run on the whole test fold, then Table 1 and the ablation
-# tables (pnp_core.evaluation.evaluate, pnp_core.evaluation.tables; docs/evaluation.md). Which runs a table holds
-# comes from the run grid (common.smk: table_runs) and is passed to the command as JSON.
+# tables (pnp_core.evaluation.evaluate, pnp_core.evaluation.tables; docs/evaluation.md).
+# Which runs a table holds comes from the run grid (common/rule_functions.smk: table_runs)
+# and is passed to the command as JSON.
 
 
 wildcard_constraints:
@@ -11,12 +12,12 @@ rule evaluate:
     input:
         unpack(evaluate_inputs),
     output:
-        metrics="results/eval/{synth}/{run}/metrics.parquet",
-        predictions="results/eval/{synth}/{run}/predictions.parquet",
+        metrics=R("eval/{synth}/{run}/metrics.parquet"),
+        predictions=R("eval/{synth}/{run}/predictions.parquet"),
     log:
-        "logs/evaluate/{synth}/{run}.log",
+        LOG("evaluate/{synth}/{run}.log"),
     benchmark:
-        "results/benchmarks/rules/evaluate/{synth}/{run}.tsv"
+        R("benchmarks/rules/evaluate/{synth}/{run}.tsv")
     conda:
         "../../environment.yml"
     threads: config["evaluation"]["threads"]
@@ -42,11 +43,11 @@ rule table1:
     input:
         unpack(table_inputs("table1")),
     output:
-        csv="results/table1.csv",
-        md="results/table1.md",
-        tests="results/table1_tests.csv",
+        csv=R("table1.csv"),
+        md=R("table1.md"),
+        tests=R("table1_tests.csv"),
     log:
-        "logs/table1.log",
+        LOG("table1.log"),
     conda:
         "../../environment.yml"
     params:
@@ -60,10 +61,10 @@ rule ablation_table:
     input:
         unpack(table_inputs(None)),
     output:
-        csv="results/tables/ablation_{axis}.csv",
-        md="results/tables/ablation_{axis}.md",
+        csv=R("tables/ablation_{axis}.csv"),
+        md=R("tables/ablation_{axis}.md"),
     log:
-        "logs/ablation_table/{axis}.log",
+        LOG("ablation_table/{axis}.log"),
     conda:
         "../../environment.yml"
     params:

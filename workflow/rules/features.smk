@@ -1,12 +1,12 @@
 rule compute_features:
     input:
-        "results/data/{synth}/params.parquet",
+        R("data/{synth}/params.parquet"),
     output:
-        "results/features/{synth}/{fold}.pt",
+        R("features/{synth}/{fold}.pt"),
     log:
-        "logs/compute_features/{synth}/{fold}.log",
+        LOG("compute_features/{synth}/{fold}.log"),
     benchmark:
-        "results/benchmarks/rules/compute_features/{synth}/{fold}.tsv"
+        R("benchmarks/rules/compute_features/{synth}/{fold}.tsv")
     conda:
         "../../environment.yml"
     threads: 2

@@ -1,6 +1,7 @@
-# The paper's figures (PDF + PNG, results/figures/), listening WAVs (results/listen/) and the
-# HTML pages of the report (results/report/). Inputs: metric summaries, training histories,
-# evaluation outputs (results/eval/{synth}/{run}/), results/table1.csv. docs/figures.md.
+# The paper's figures (PDF + PNG, {results_dir}/figures/), listening WAVs ({results_dir}/listen/)
+# and the HTML pages of the report ({results_dir}/report/). Inputs: metric summaries, training
+# histories, evaluation outputs ({results_dir}/eval/{synth}/{run}/), {results_dir}/table1.csv.
+# docs/figures.md. results_dir is results/ for the laptop default:
 #   snakemake --cores all && snakemake --report results/report.html
 
 
@@ -17,17 +18,17 @@ rule figures:
 
 rule figure_spectra:
     input:
-        expand("results/jacobian/{synth}/train.summary.parquet", synth=SYNTHS),
+        expand(R("jacobian/{synth}/train.summary.parquet"), synth=SYNTHS),
     output:
-        pdf="results/figures/spectra.pdf",
+        pdf=R("figures/spectra.pdf"),
         png=report(
-            "results/figures/spectra.png",
+            R("figures/spectra.png"),
             caption="../report/spectra.rst",
             category="2. Figures",
             subcategory="metric",
         ),
     log:
-        "logs/figure/spectra.log",
+        LOG("figure/spectra.log"),
     localrule: True
     conda:
         "../../environment.yml"
@@ -37,17 +38,17 @@ rule figure_spectra:
 
 rule figure_curves:
     input:
-        table1_files("results/runs/{synth}/{run}/history.parquet"),
+        table1_files(R("runs/{synth}/{run}/history.parquet")),
     output:
-        pdf="results/figures/curves.pdf",
+        pdf=R("figures/curves.pdf"),
         png=report(
-            "results/figures/curves.png",
+            R("figures/curves.png"),
             caption="../report/curves.rst",
             category="2. Figures",
             subcategory="training",
         ),
     log:
-        "logs/figure/curves.log",
+        LOG("figure/curves.log"),
     localrule: True
     conda:
         "../../environment.yml"
@@ -59,15 +60,15 @@ rule figure_damping:
     input:
         damping_histories,
     output:
-        pdf="results/figures/damping_{group}.pdf",
+        pdf=R("figures/damping_{group}.pdf"),
         png=report(
-            "results/figures/damping_{group}.png",
+            R("figures/damping_{group}.png"),
             caption="../report/damping.rst",
             category="2. Figures",
             subcategory="training",
         ),
     log:
-        "logs/figure/damping_{group}.log",
+        LOG("figure/damping_{group}.log"),
     localrule: True
     conda:
         "../../environment.yml"
@@ -77,17 +78,17 @@ rule figure_damping:
 
 rule figure_errors:
     input:
-        table1_files("results/eval/{synth}/{run}/metrics.parquet"),
+        table1_files(R("eval/{synth}/{run}/metrics.parquet")),
     output:
-        pdf="results/figures/errors_{synth}.pdf",
+        pdf=R("figures/errors_{synth}.pdf"),
         png=report(
-            "results/figures/errors_{synth}.png",
+            R("figures/errors_{synth}.png"),
             caption="../report/errors.rst",
             category="2. Figures",
             subcategory="evaluation",
         ),
     log:
-        "logs/figure/errors_{synth}.log",
+        LOG("figure/errors_{synth}.log"),
     localrule: True
     conda:
         "../../environment.yml"
@@ -97,17 +98,17 @@ rule figure_errors:
 
 rule figure_cqt:
     input:
-        table1_files("results/eval/{synth}/{run}/predictions.parquet", first_seed=True),
+        table1_files(R("eval/{synth}/{run}/predictions.parquet"), first_seed=True),
     output:
-        pdf="results/figures/cqt_{synth}.pdf",
+        pdf=R("figures/cqt_{synth}.pdf"),
         png=report(
-            "results/figures/cqt_{synth}.png",
+            R("figures/cqt_{synth}.png"),
             caption="../report/cqt.rst",
             category="2. Figures",
             subcategory="evaluation",
         ),
     log:
-        "logs/figure/cqt_{synth}.log",
+        LOG("figure/cqt_{synth}.log"),
     localrule: True
     conda:
         "../../environment.yml"
@@ -122,17 +123,17 @@ rule figure_cqt:
 
 rule figure_table1:
     input:
-        "results/table1.csv",
+        R("table1.csv"),
     output:
-        pdf="results/figures/table1.pdf",
+        pdf=R("figures/table1.pdf"),
         png=report(
-            "results/figures/table1.png",
+            R("figures/table1.png"),
             caption="../report/table1_figure.rst",
             category="2. Figures",
             subcategory="evaluation",
         ),
     log:
-        "logs/figure/table1.log",
+        LOG("figure/table1.log"),
     localrule: True
     conda:
         "../../environment.yml"
@@ -142,11 +143,11 @@ rule figure_table1:
 
 rule listen:
     input:
-        "results/eval/{synth}/{run}/predictions.parquet",
+        R("eval/{synth}/{run}/predictions.parquet"),
     output:
         [
             report(
-                f"results/listen/{{synth}}/{{run}}/sound{k}_{role}.wav",
+                R(f"listen/{{synth}}/{{run}}/sound{k}_{role}.wav"),
                 caption="../report/wav.rst",
                 category="3. Listening",
                 subcategory="{synth} WAV files",
@@ -155,9 +156,9 @@ rule listen:
             for k in range(1, FIGURE_SOUNDS + 1)
             for role in ("target", "match")
         ],
-        sounds="results/listen/{synth}/{run}/sounds.csv",
+        sounds=R("listen/{synth}/{run}/sounds.csv"),
     log:
-        "logs/listen/{synth}/{run}.log",
+        LOG("listen/{synth}/{run}.log"),
     localrule: True
     conda:
         "../../environment.yml"
@@ -165,10 +166,35 @@ rule listen:
     params:
         entry=entry_json("train"),
         sounds=FIGURE_SOUNDS,
-        out_dir="results/listen/{synth}/{run}",
+        out_dir=R("listen/{synth}/{run}"),
     shell:
         "pnp listen --entry {params.entry:q} --predictions {input} --sounds {params.sounds}"
         " --threads {threads} --out-dir {params.out_dir} > {log} 2>&1"
+
+
+# A MUSHRA listening test of Table 1's methods for a lab (webMUSHRA/BeaqleJS configs,
+# reference, hidden reference, low-pass anchor, one stimulus per method; docs/listening_test.md).
+rule mushra:
+    input:
+        mushra_inputs,
+    output:
+        config=R("listen/{synth}/mushra/config.yaml"),
+        manifest=R("listen/{synth}/mushra/manifest.csv"),
+    log:
+        LOG("listen/{synth}/mushra.log"),
+    localrule: True
+    conda:
+        "../../environment.yml"
+    threads: config["figures"]["threads"]
+    params:
+        entry=entry_json("train"),
+        labels=mushra_labels,
+        sounds=FIGURE_SOUNDS,
+        out_dir=R("listen/{synth}/mushra"),
+    shell:
+        "pnp listen --mushra --entry {params.entry:q} --predictions {input}"
+        " --labels {params.labels} --sounds {params.sounds} --threads {threads}"
+        " --out-dir {params.out_dir} > {log} 2>&1"
 
 
 rule listen_page:
@@ -176,13 +202,13 @@ rule listen_page:
         listen_page_inputs,
     output:
         report(
-            "results/report/listen_{synth}.html",
+            R("report/listen_{synth}.html"),
             caption="../report/listen.rst",
             category="3. Listening",
             subcategory="{synth}",
         ),
     log:
-        "logs/report_page/listen_{synth}.log",
+        LOG("report_page/listen_{synth}.log"),
     localrule: True
     conda:
         "../../environment.yml"
@@ -198,13 +224,13 @@ rule table_page:
         table_csv,
     output:
         report(
-            "results/report/tables/{table}.html",
+            R("report/tables/{table}.html"),
             caption="../report/table.rst",
             category="1. Tables",
             labels={"table": "{table}"},
         ),
     log:
-        "logs/report_page/{table}.log",
+        LOG("report_page/{table}.log"),
     localrule: True
     conda:
         "../../environment.yml"

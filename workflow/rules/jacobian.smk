@@ -1,16 +1,17 @@
 # The metric M(θ) = JᵀJ of every sample: sharded forward-mode Jacobians, merge, summary.
 # Shard counts follow from the dataset design (no checkpoint): ceil(fold size / shard_size).
 # {rep} is "" for the synth entry's own feature (JTFS) and "mss/" for the MSS metric of the
-# representation ablation (common.smk: METRIC_REPS), e.g. results/jacobian/ftm/mss/train.parquet.
+# representation ablation (common/paths.smk: METRIC_REPS), e.g.
+# results/jacobian/ftm/mss/train.parquet.
 rule compute_jacobian:
     input:
-        "results/data/{synth}/params.parquet",
+        R("data/{synth}/params.parquet"),
     output:
-        "results/jacobian/{synth}/{rep}{fold}/shard-{shard}.parquet",
+        R("jacobian/{synth}/{rep}{fold}/shard-{shard}.parquet"),
     log:
-        "logs/compute_jacobian/{synth}/{rep}{fold}/shard-{shard}.log",
+        LOG("compute_jacobian/{synth}/{rep}{fold}/shard-{shard}.log"),
     benchmark:
-        "results/benchmarks/rules/compute_jacobian/{synth}/{rep}{fold}/shard-{shard}.tsv"
+        R("benchmarks/rules/compute_jacobian/{synth}/{rep}{fold}/shard-{shard}.tsv")
     conda:
         "../../environment.yml"
     threads: config["jacobian"]["threads"]
@@ -36,14 +37,14 @@ rule compute_jacobian:
 
 rule merge_jacobian:
     input:
-        params="results/data/{synth}/params.parquet",
+        params=R("data/{synth}/params.parquet"),
         shards=jacobian_shards,
     output:
-        "results/jacobian/{synth}/{rep}{fold}.parquet",
+        R("jacobian/{synth}/{rep}{fold}.parquet"),
     log:
-        "logs/merge_jacobian/{synth}/{rep}{fold}.log",
+        LOG("merge_jacobian/{synth}/{rep}{fold}.log"),
     benchmark:
-        "results/benchmarks/rules/merge_jacobian/{synth}/{rep}{fold}.tsv"
+        R("benchmarks/rules/merge_jacobian/{synth}/{rep}{fold}.tsv")
     conda:
         "../../environment.yml"
     resources:
@@ -58,14 +59,14 @@ rule merge_jacobian:
 
 rule summarise_jacobian:
     input:
-        "results/jacobian/{synth}/{rep}{fold}.parquet",
+        R("jacobian/{synth}/{rep}{fold}.parquet"),
     output:
-        summary="results/jacobian/{synth}/{rep}{fold}.summary.parquet",
-        quantiles="results/jacobian/{synth}/{rep}{fold}.quantiles.parquet",
+        summary=R("jacobian/{synth}/{rep}{fold}.summary.parquet"),
+        quantiles=R("jacobian/{synth}/{rep}{fold}.quantiles.parquet"),
     log:
-        "logs/summarise_jacobian/{synth}/{rep}{fold}.log",
+        LOG("summarise_jacobian/{synth}/{rep}{fold}.log"),
     benchmark:
-        "results/benchmarks/rules/summarise_jacobian/{synth}/{rep}{fold}.tsv"
+        R("benchmarks/rules/summarise_jacobian/{synth}/{rep}{fold}.tsv")
     localrule: True
     conda:
         "../../environment.yml"

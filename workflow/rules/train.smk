@@ -1,5 +1,5 @@
-# Training: one job per run of the grid (common.smk: make_run_grid). Checkpoints in
-# results/runs/{synth}/{run}/checkpoint/ are not outputs, so Snakemake never deletes them
+# Training: one job per run of the grid (common/run_grid.smk: make_run_grid). Checkpoints in
+# {results_dir}/runs/{synth}/{run}/checkpoint/ are not outputs, so Snakemake never deletes them
 # and a restarted job resumes from checkpoint/last.pt.
 #
 # Pretraining is two rules: `train` runs p_pretrain_seed{k} (P-loss, half the epochs) like
@@ -15,12 +15,12 @@ rule train:
     input:
         unpack(train_inputs),
     output:
-        model="results/runs/{synth}/{run}/model.pt",
-        history="results/runs/{synth}/{run}/history.parquet",
+        model=R("runs/{synth}/{run}/model.pt"),
+        history=R("runs/{synth}/{run}/history.parquet"),
     log:
-        "logs/train/{synth}/{run}.log",
+        LOG("train/{synth}/{run}.log"),
     benchmark:
-        "results/benchmarks/rules/train/{synth}/{run}.tsv"
+        R("benchmarks/rules/train/{synth}/{run}.tsv")
     conda:
         "../../environment.yml"
     threads: config["training"]["threads"]
@@ -40,7 +40,7 @@ rule train:
             }
         ),
         device=config["device"],
-        out_dir=lambda wc: f"results/runs/{wc.synth}/{wc.run}",
+        out_dir=lambda wc: R(f"runs/{wc.synth}/{wc.run}"),
     shell:
         "pnp train --entry {params.entry:q} --params {input.params} --run {params.run:q}"
         " --training {params.training:q} {params.extra} --device {params.device}"
@@ -52,9 +52,9 @@ use rule train as finetune with:
         unpack(train_inputs),
         init=pretrained_model,
     log:
-        "logs/finetune/{synth}/{run}.log",
+        LOG("finetune/{synth}/{run}.log"),
     benchmark:
-        "results/benchmarks/rules/finetune/{synth}/{run}.tsv"
+        R("benchmarks/rules/finetune/{synth}/{run}.tsv")
     wildcard_constraints:
         run=r"[A-Za-z0-9][A-Za-z0-9_.-]*_finetune_seed\d+",
 

@@ -20,6 +20,9 @@ Implementations (``impl`` column), batch sizes 1 and 8:
 * ``jtfs_feature_jacobian``: ∂Φ(x)·ẋ_p only (the 5 synth tangents ẋ_p given, from
   ``torch.func.jvp`` of the synth), through ``JTFS.jacobian_columns`` (the hook the Jacobian
   stage calls; shares the forward's intermediates);
+* ``jtfs_forward_backward``: ``Φ(x).sum().backward()`` with x.requires_grad (what DDSP-JTFS
+  training pays per step: the gradient with respect to the waveform);
+  ``benchmarks/bench_jtfs_backward.py`` times it interleaved with the forward, with ratios;
 * ``kymatio030_scattering1d``: ``ScatteringTorch1D(J, shape=N, Q)`` of kymatio 0.3.0 (time
   scattering only, its own 'array' output) on the same x, under ``torch.no_grad``.
 
@@ -37,8 +40,9 @@ waits for a descheduled worker thread and 2-thread timings become erratic (10× 
 for code made of many small ops: kymatio's Scattering1D took 20 s instead of 0.34 s per
 drum that way); ``--threads 1`` gives stable numbers then.
 
-The script also prints the ratios the issue sets targets for (JTFS forward ≤ 2× Scattering1D
-per sample, Jacobian ≤ 6× JTFS forward, peak memory ≤ 2 GB at batch 8) and, with --full,
+The script also prints the ratios the issues set targets for (JTFS forward ≤ 2× Scattering1D
+per sample, Jacobian ≤ 6× JTFS forward, peak memory ≤ 2 GB at batch 8, forward + backward ≤ 3×
+forward) and, with --full,
 the ε calibration (median of S on 64 drums, see ``pnp_core.features.jtfs``), written to
 ``results/benchmarks/jtfs_eps_calibration.csv``. All CSVs are written atomically.
 """
@@ -118,6 +122,10 @@ def run_case(case: dict) -> dict:
             def call():
                 with torch.no_grad():
                     f(x)
+        elif impl == "jtfs_forward_backward":
+            def call():
+                xx = x.detach().clone().requires_grad_(True)
+                f(xx).sum().backward()
         elif impl == "jtfs_jacobian_jvp_loop":
             def call():
                 torch.stack([torch.func.jvp(F, (theta,), (v,))[1] for v in basis], dim=-1)
@@ -197,6 +205,8 @@ def _cases(quick: bool) -> list[dict]:
             for dtype in (("float32",) if quick else ("float32", "float64")):
                 out.append(dict(impl="jtfs_forward", settings=s, batch=batch, dtype=dtype,
                                 repeats=5, budget_s=60))
+                out.append(dict(impl="jtfs_forward_backward", settings=s, batch=batch, dtype=dtype,
+                                repeats=5, budget_s=60))
                 for impl in ("jtfs_jacobian_jvp_loop", "jtfs_jacobian_jacfwd"):
                     out.append(dict(impl=impl, settings=s, batch=batch, dtype=dtype,
                                     repeats=3, budget_s=60 if paper else 20))
@@ -231,6 +241,11 @@ def summarize(df) -> None:
             jac = min(get("jtfs_jacobian_jvp_loop", s, b), get("jtfs_jacobian_jacfwd", s, b))
             feat64 = get("jtfs_feature_jacobian", s, b, "float64")
             feat = get("jtfs_feature_jacobian", s, b)
+            fb = get("jtfs_forward_backward", s, b)
+            fb_med = get("jtfs_forward_backward", s, b, col="seconds_per_sample_median")
+            fwd_med = get("jtfs_forward", s, b, col="seconds_per_sample_median")
+            print(f"  {s} B={b}: forward + backward / forward = {fb / fwd:.2f} (≤ 3; medians "
+                  f"{fb_med / fwd_med:.2f})")
             print(f"  {s} B={b}: JTFS/Scattering1D = {fwd / scat:.2f} (≤ 2), "
                   f"Jacobian/forward = {jac / fwd:.2f} (≤ 6; feature part only {feat / fwd:.2f}), "
                   f"forward peak {get('jtfs_forward', s, b, col='peak_memory_mb'):.0f} MB, "

@@ -34,9 +34,14 @@ Derivatives
 Pure torch ops: forward, ``.backward()``, ``torch.func.jvp``/``jacfwd``/``vjp``/
 ``vmap``, float32/float64, CPU/CUDA. The moduli are ``torch.autograd.Function``s
 with explicit first derivatives, 0 at z = 0 (no NaN for silent inputs); second
-derivatives are not provided. :meth:`JTFS.jacobian_columns` (the Jacobian
-stage's hook) pushes all tangents through one pass that shares the primal's
-intermediates, much cheaper than ``torch.func`` over the transform.
+derivatives are not provided. The frequential stage of the ψ_t paths (T='global'),
+~75 % of the work, is one such Function per stack (:class:`_StackModulusSum`): its
+forward, backward and jvp walk over cache-sized time blocks and recompute the
+block products instead of storing them, so the backward costs ≈ 2 forwards of the
+stage and the memory of a batch stays that of its second-order coefficients.
+:meth:`JTFS.jacobian_columns` (the Jacobian stage's hook) pushes all tangents
+through one pass that shares the primal's intermediates, much cheaper than
+``torch.func`` over the transform.
 """
 
 from __future__ import annotations
@@ -71,6 +76,9 @@ PATH_NAMES = ("S0", "S1", "phi_t*phi_f", "phi_t*psi_f", "psi_t*phi_f", "psi_t*ps
 _TRIM_STDS = 16.0
 #: elements (complex) of one frequential-stage chunk; bounds peak memory
 _CHUNK_ELEMENTS = 2**22
+#: numbers of one time block of a stack product Z (_time_blocks): 2–4 MB, near L2; measured
+#: best among 2^16 … 2^20 (forward and backward, laptop and paper settings, 2 threads)
+_BLOCK_NUMBERS = 2**19
 
 
 # ---------------------------------------------------------------------------
@@ -379,7 +387,9 @@ class _Modulus(torch.autograd.Function):
 
     d|z| = Re(conj(u) dz) with the phase u = z/|z| (0 at z = 0): finite
     everywhere (√(re²+im²) would give 0/0). Written out because torch's
-    generic norm derivative takes ~5 elementwise passes per tangent.
+    generic norm derivative takes ~5 elementwise passes per tangent. The phase
+    is not stored: z (the input) and |z| are, and backward/jvp form z·(1/|z|) on
+    the fly (one pass fewer in the forward, no extra array).
     """
 
     generate_vmap_rule = True
@@ -387,27 +397,24 @@ class _Modulus(torch.autograd.Function):
     @staticmethod
     def forward(z):
         zr = torch.view_as_real(z)
-        m = torch.hypot(zr[..., 0], zr[..., 1])
-        u = zr / m.clamp_min(torch.finfo(m.dtype).tiny).unsqueeze(-1)
-        return m, u
+        return torch.hypot(zr[..., 0], zr[..., 1])
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        _, u = output
-        ctx.mark_non_differentiable(u)
-        ctx.save_for_backward(u)
-        ctx.save_for_forward(u)
+        ctx.save_for_backward(inputs[0], output)
+        ctx.save_for_forward(inputs[0], output)
 
     @staticmethod
     def jvp(ctx, dz):
-        (u,) = ctx.saved_tensors
-        dzr = torch.view_as_real(dz)
-        return u[..., 0] * dzr[..., 0] + u[..., 1] * dzr[..., 1], None
+        z, m = ctx.saved_tensors
+        zr, dzr = torch.view_as_real(z), torch.view_as_real(dz)
+        return (zr[..., 0] * dzr[..., 0] + zr[..., 1] * dzr[..., 1]) * _safe_inverse(m)
 
     @staticmethod
-    def backward(ctx, gm, gu):
-        (u,) = ctx.saved_tensors
-        return torch.view_as_complex((gm.unsqueeze(-1) * u).contiguous())
+    def backward(ctx, gm):
+        z, m = ctx.saved_tensors
+        # the phase first (|u| ≤ 1, 0 at z = 0): gm·(1/|z|) could overflow to inf, and 0·inf
+        return (z * _safe_inverse(m)) * gm
 
 
 def modulus(z: torch.Tensor) -> torch.Tensor:
@@ -417,47 +424,115 @@ def modulus(z: torch.Tensor) -> torch.Tensor:
     0 at z = 0) with it, which includes ``torch.func`` transforms.
     """
     if torch.is_grad_enabled():
-        return _Modulus.apply(z)[0]
+        return _Modulus.apply(z)
     zr = torch.view_as_real(z)
     return torch.hypot(zr[..., 0], zr[..., 1])
 
 
-class _PairModulus(torch.autograd.Function):
-    """√(re² + im²) of a complex number given as two real tensors, 0-safe derivatives.
+class _StackModulusSum(torch.autograd.Function):
+    """Σ_t |Z(t)| of one stack's frequential products Z = H·Y2 (T='global'), block by block.
 
-    d|z| = u_r dre + u_i dim with the phase u = z/|z| (0 at z = 0), as :class:`_Modulus`.
+    Inputs: ``Ys`` (…, 2R, T) real, [Re Y2; Im Y2]; ``Hb`` (2M, 2R) real, the ``block``
+    matrix of :func:`_tensors` ([Re Z; Im Z] = Hb·Ys, M = (1 + 2 n_k) R rows φ, up, down).
+    Output (…, M), the sums over t.
+
+    Z (M·T complex numbers, 37 M per sound at the paper's setting) never exists in full:
+    forward, backward and jvp each walk over time blocks that stay in cache and keep
+    only Ys (the input, shared with autograd). Backward recomputes a block's Z and phase
+    u = Z/|Z| (0 at Z = 0) and returns Hbᵀ·[g ⊙ Re u; g ⊙ Im u]; jvp returns
+    Σ_t Re(conj(u)·Hb·dYs). Recomputing costs one more block product but saves storing
+    the phases (2·M·T numbers; GBs for a paper-scale batch), and blocks that fit in L2
+    make both products faster than one pass over a full-size Z. Ops are out of place
+    where an operand may be vmapped (``generate_vmap_rule``), so ``torch.func`` works.
     """
 
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(re, im):
-        m = torch.sqrt(re * re + im * im)
-        inv = torch.where(m > 0, 1.0 / m.clamp_min(torch.finfo(m.dtype).tiny), 0.0)
-        return m, re * inv, im * inv
+    def forward(Ys, Hb):
+        M = Hb.shape[0] // 2
+        sums = []
+        for t0, t1 in _time_blocks(Ys, M):
+            Z = torch.matmul(Hb, _cols(Ys, t0, t1))
+            zr, zi = Z[..., :M, :], Z[..., M:, :]
+            # out-of-place addcmul: vmap has no batching rule for addcmul_
+            sums.append(torch.addcmul(zr * zr, zi, zi).sqrt_().sum(dim=-1))
+        return _sum_list(sums)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        _, ur, ui = output
-        ctx.mark_non_differentiable(ur, ui)
-        ctx.save_for_backward(ur, ui)
-        ctx.save_for_forward(ur, ui)
+        Ys, Hb = inputs
+        ctx.save_for_backward(Ys, Hb)
+        ctx.save_for_forward(Ys, Hb)
 
     @staticmethod
-    def jvp(ctx, dre, dim):
-        ur, ui = ctx.saved_tensors
-        return ur * dre + ui * dim, None, None
+    def backward(ctx, g):
+        Ys, Hb = ctx.saved_tensors
+        M = Hb.shape[0] // 2
+        # Hbᵀ·(g ⊙ u) = (Hbᵀ ⊙ g)·u: g (constant in time) scales the matrix once, which
+        # is the smaller array unless the stack has fewer than 2M time steps
+        scale_matrix = Ys.shape[-1] >= 2 * M
+        if scale_matrix:
+            Hg = Hb.mT * torch.cat([g, g], dim=-1).unsqueeze(-2)         # (…, 2R, 2M)
+        else:
+            Hg, g = Hb.mT, g.unsqueeze(-1)
+        tiny = torch.tensor(torch.finfo(Ys.dtype).tiny, dtype=Ys.dtype, device=Ys.device)
+        out = []
+        for t0, t1 in _time_blocks(Ys, M, 2):
+            Z = torch.matmul(Hb, _cols(Ys, t0, t1))                          # (…, 2M, n)
+            zr, zi = Z[..., :M, :], Z[..., M:, :]
+            # 1/|z| with the smallest normal number added to |z|², so that z = 0 gets
+            # the phase 0 (never 0·inf); three passes
+            w = torch.addcmul(torch.addcmul(tiny, zr, zr), zi, zi).rsqrt_()
+            if scale_matrix:                                # Z becomes the phases u, in place
+                Z.unflatten(-2, (2, M)).mul_(w.unsqueeze(-3))
+                U = Z
+            else:                                           # g·u, out of place: g may be vmapped
+                wg = w * g
+                U = Z * torch.cat([wg, wg], dim=-2)
+            out.append(torch.matmul(Hg, U))
+        return torch.cat(out, dim=-1), None
 
     @staticmethod
-    def backward(ctx, gm, gur, gui):
-        ur, ui = ctx.saved_tensors
-        return gm * ur, gm * ui
+    def jvp(ctx, dYs, dHb):
+        Ys, Hb = ctx.saved_tensors
+        M = Hb.shape[0] // 2
+        sums = []
+        for t0, t1 in _time_blocks(Ys, M, 2):
+            Z = torch.matmul(Hb, _cols(Ys, t0, t1))
+            dZ = torch.matmul(Hb, _cols(dYs, t0, t1))
+            zr, zi = Z[..., :M, :], Z[..., M:, :]
+            inv = _safe_inverse(torch.addcmul(zr * zr, zi, zi).sqrt_())
+            dot = torch.addcmul(zr * dZ[..., :M, :], zi, dZ[..., M:, :])   # Re(conj(z) dz)
+            sums.append((dot * inv).sum(dim=-1))
+        return _sum_list(sums)
+
+
+def _time_blocks(Ys: torch.Tensor, M: int, n_arrays: int = 1):
+    """(t0, t1) blocks of Ys's last axis such that ``n_arrays`` arrays of 2M rows (and the
+    leading dimensions) hold ~``_BLOCK_NUMBERS`` numbers a block (at least 32 steps)."""
+    T = Ys.shape[-1]
+    lead = math.prod(Ys.shape[:-2])
+    n = 1 << max(5, int(math.log2(max(1, _BLOCK_NUMBERS // max(1, 2 * M * lead * n_arrays)))))
+    return [(t0, min(T, t0 + n)) for t0 in range(0, T, n)]
+
+
+def _cols(A: torch.Tensor, t0: int, t1: int) -> torch.Tensor:
+    """A[..., t0:t1], A itself for the whole axis (vmap has no rule for the alias that a
+    full slice of a batched tensor becomes)."""
+    return A if (t0, t1) == (0, A.shape[-1]) else A[..., t0:t1]
+
+
+def _sum_list(parts: list) -> torch.Tensor:
+    return parts[0] if len(parts) == 1 else torch.stack(parts).sum(dim=0)
 
 
 def _block_len(rows: int, n_tan: int) -> int:
-    """Time block (power of two ≥ 64): one block of the stack product holds ~2^17 numbers
-    (L2-resident), with tangents ~2^20 (fewer Python-level ops; measured best)."""
-    target = 2**17 if n_tan == 0 else 2**20
+    """Time block (power of two ≥ 64) of :func:`_global_stack`'s tangent pass: one block of
+    the products (primal and ``n_tan`` tangents, ``rows`` rows) holds ~2^21 numbers. Larger
+    blocks leave cache, smaller ones cost more in per-op overhead than they gain
+    (measured at the paper's setting, float64, 2 threads: 2^21 best, 2^17 twice as slow)."""
+    target = 2**17 if n_tan == 0 else 2**21
     return 1 << max(6, int(math.log2(max(1, target // max(1, rows * 2 * (1 + n_tan))))))
 
 
@@ -491,22 +566,25 @@ def _global_stack(y2: torch.Tensor, H: dict, R: int, n_k: int, window: tuple,
     of down, so its matrix is the conjugate); dA = Σ_t u_r dre + u_i dim with the
     primal phase u.
 
-    With grad mode on (autograd, ``torch.func``) plain differentiable ops on the
-    whole window; otherwise time block by time block, the phases living for one
-    block only, all tangents' products coming out of two matrix products (real
-    and imaginary parts, tangents innermost in the columns) and contracted with
-    the phases by batched matrix products.
+    Without tangents: :class:`_StackModulusSum` (block by block; autograd and
+    ``torch.func`` differentiate it through its own backward/jvp). With tangents
+    (no grad mode, :meth:`JTFS.jacobian_columns`): time block by time block, the
+    phases living for one block only, all tangents' products coming out of two
+    matrix products (real and imaginary parts, tangents innermost in the columns)
+    and contracted with the phases by batched matrix products.
     """
     a, b = window
-    y = y2[..., a:b]
+    # no slice of the whole axis: its backward would zero-fill and copy all of Y2
+    y = y2 if (a, b) == (0, y2.shape[-1]) else y2[..., a:b]
     B, T = y.shape[0], y.shape[-1]
     Hb = H["block"]
     M = Hb.shape[0] // 2
     Rw = n_k * R
-    Ys = torch.cat([y.real, y.imag], dim=-2)                               # (B, 2R, T)
-    if dy2 is None and torch.is_grad_enabled():
-        Z = torch.matmul(Hb, Ys)
-        return _PairModulus.apply(Z[:, :M], Z[:, M:])[0].sum(dim=-1), None
+    # [Re Y; Im Y] (B, 2R, T) by one copy whose backward is one copy too (y.real and
+    # y.imag would each zero-fill a full-size gradient)
+    Ys = torch.view_as_real(y).movedim(-1, -3).reshape(B, 2 * R, T)
+    if dy2 is None:
+        return _StackModulusSum.apply(Ys, Hb), None
     n_tan = 0 if dy2 is None else dy2.shape[0]
     total = torch.zeros(B, M, dtype=Ys.dtype, device=Ys.device)
     if n_tan:
@@ -521,7 +599,7 @@ def _global_stack(y2: torch.Tensor, H: dict, R: int, n_k: int, window: tuple,
     for t0 in range(0, T, Tb):
         t1 = min(T, t0 + Tb)
         n = t1 - t0
-        Z = torch.matmul(Hb, Ys[..., t0:t1])                               # (B, 2M, n)
+        Z = torch.matmul(Hb, _cols(Ys, t0, t1))                               # (B, 2M, n)
         zr, zi = Z[:, :M], Z[:, M:]
         m = torch.addcmul(zr * zr, zi, zi).sqrt_()
         total += m.sum(dim=-1)
@@ -546,24 +624,65 @@ def _global_stack(y2: torch.Tensor, H: dict, R: int, n_k: int, window: tuple,
     return total, (dtotal.permute(2, 0, 1) if n_tan else None)
 
 
+def _first_order_streams(xs_f: torch.Tensor, psi: torch.Tensor, g: _Group) -> torch.Tensor:
+    """rfft of (|y|, d|y|) for the primal and its tangents of one j1-group (no grad mode).
+
+    ``xs_f`` (Q, B, N_pad/2+1) complex: rfft of the padded primal x (stream 0) and of its
+    P = Q − 1 tangents; ``psi`` (n_g, bins) the group's filters. y = x ⋆ ψ1 of every
+    stream comes from one inverse FFT; stream 0 becomes |y|, the tangents d|y| =
+    Re(conj(u) dy) with the primal phase u = y/|y| (0 at y = 0). Returns (Q, B, n_g,
+    L_k/2+1) complex. Rows go in chunks of ~2^20 complex numbers (all streams): the
+    FFTs, the modulus and its derivative then run on cache-resident data, measured
+    1.5× faster than whole-group passes at the paper's setting.
+    """
+    Q, B = xs_f.shape[:2]
+    n_g = g.stop - g.start
+    c = max(1, min(n_g, 2**20 // (Q * B * g.length)))
+    out = torch.empty(Q, B, n_g, g.length // 2 + 1, dtype=xs_f.dtype, device=xs_f.device)
+    U = None
+    for r0 in range(0, n_g, c):
+        r1 = min(n_g, r0 + c)
+        y = torch.view_as_real(torch.fft.ifft(xs_f[:, :, None, :g.n_bins] * psi[r0:r1],
+                                              n=g.length, norm="forward"))  # (Q, B, c, L, 2)
+        yr, yi = y[0, ..., 0], y[0, ..., 1]
+        if U is None or U.shape[2] != r1 - r0:
+            U = torch.empty(y.shape[:-1], dtype=y.dtype, device=y.device)
+        m = torch.hypot(yr, yi, out=U[0])
+        inv = _safe_inverse(m)
+        torch.addcmul(y[1:, ..., 0] * (yr * inv), y[1:, ..., 1], yi * inv, out=U[1:])
+        out[:, :, r0:r1] = torch.fft.rfft(U)
+    return out
+
+
 def _second_order(u1_f: list, groups: tuple, st: "_Stack", t: dict) -> torch.Tensor:
     """Y2 = U1 ⋆ ψ2 at stride 2^k of one stack, (..., R, L), from the rffts of U1.
 
     Each group's product Û1·ψ̂2 (its first min(L, bins) bins; the rest, negative
     frequencies of an analytic filter, are 0) is written straight into one
     spectrum buffer, then one inverse FFT of length L.
+
+    With grad mode on, ``u1_f`` is a list the caller gives every stack in turn
+    (stacks in order, so the bins kept only shrink): each entry is replaced by the
+    bins this stack keeps. The next stack slices that narrower view, so the
+    backward of each slice (a zero-filled buffer of its input's size) stays as small
+    as the stacks' spectra instead of the full rfft of U1 once per stack.
     """
     filt = [t["psi2"][(st.n2, i)] for i in st.groups]
     if torch.is_grad_enabled():          # differentiable (no out=): pad and concatenate
-        parts = [u1_f[i][..., :h.shape[-1]] * h for i, h in zip(st.groups, filt)]
+        parts = []
+        for i, h in zip(st.groups, filt):
+            if u1_f[i].shape[-1] != h.shape[-1]:
+                u1_f[i] = u1_f[i][..., :h.shape[-1]]
+            parts.append(u1_f[i] * h)
         parts = [p if p.shape[-1] == st.length else nnf.pad(p, (0, st.length - p.shape[-1]))
                  for p in parts]
         return torch.fft.ifft(torch.cat(parts, dim=-2), n=st.length, norm="forward")
     ref = u1_f[st.groups[0]]
-    spec = torch.zeros(*ref.shape[:-2], st.n_rows, st.length, dtype=ref.dtype, device=ref.device)
+    spec = torch.empty(*ref.shape[:-2], st.n_rows, st.length, dtype=ref.dtype, device=ref.device)
     for i, h in zip(st.groups, filt):
         g = groups[i]
         torch.mul(u1_f[i][..., :h.shape[-1]], h, out=spec[..., g.start:g.stop, :h.shape[-1]])
+        spec[..., g.start:g.stop, h.shape[-1]:] = 0       # only the bins not written
     return torch.fft.ifft(spec, n=st.length, norm="forward")
 
 
@@ -848,26 +967,21 @@ class JTFS(Feature):
                 ds0 = None
             blocks.append(("S0", (s0 * energy)[:, None], None if ds0 is None else (ds0 * energy)[:, :, None]))
 
-        # first order: U1 per j1-group, kept in Fourier for S1 and Y2
-        u1_f, du1_f, s1, ds1 = [], [], [], []
+        # first order: U1 per j1-group, kept in Fourier for S1 and Y2; with tangents
+        # the primal and its P tangents travel as one stack of 1 + P streams (Q, B, …)
+        u1_f, s1, ds1 = [], [], []
+        xs_f = torch.cat([x_f[None], dx_f], dim=0) if tan else None   # (Q, B, N_pad/2+1)
         for g, psi in zip(plan.groups, t["psi1"]):
-            y = torch.fft.ifft(x_f[:, None, :g.n_bins] * psi, n=g.length, norm="forward")
             if tan:
-                dy = torch.view_as_real(torch.fft.ifft(dx_f[:, :, None, :g.n_bins] * psi, n=g.length,
-                                                       norm="forward"))
-                yr = torch.view_as_real(y)
-                m = torch.hypot(yr[..., 0], yr[..., 1])
-                inv = _safe_inverse(m)
-                # d|y| = Re(conj(u) dy), u = y/|y| (0 at y = 0)
-                dU = torch.addcmul(dy[..., 0] * (yr[..., 0] * inv), dy[..., 1], yr[..., 1] * inv)
-                du_f = torch.fft.rfft(dU)
-                du1_f.append(du_f)
-                ds1.append(_lowpass_from_rfft(du_f, t["phi"][g.k], L_s, i0, i1))
+                u_f = _first_order_streams(xs_f, psi, g)              # (Q, B, n_g, L_k/2+1)
+                low = _lowpass_from_rfft(u_f, t["phi"][g.k], L_s, i0, i1)
+                s1.append(low[0])
+                ds1.append(low[1:])
             else:
-                m = modulus(y)
-            u_f = torch.fft.rfft(m)                                   # (B, n_g, L_k/2+1)
+                y = torch.fft.ifft(x_f[:, None, :g.n_bins] * psi, n=g.length, norm="forward")
+                u_f = torch.fft.rfft(modulus(y))                      # (B, n_g, L_k/2+1)
+                s1.append(_lowpass_from_rfft(u_f, t["phi"][g.k], L_s, i0, i1))
             u1_f.append(u_f)
-            s1.append(_lowpass_from_rfft(u_f, t["phi"][g.k], L_s, i0, i1))
         # |·| is exact here (S1 ≥ 0) and removes FFT round-off negatives
         S1raw = torch.cat(s1, dim=1) * energy                          # (B, n1, frames)
         S1 = torch.abs(S1raw)
@@ -894,9 +1008,10 @@ class JTFS(Feature):
 
         # second order: one stack per ψ2
         phi_f, up, down = [], [], []
+        views = list(u1_f)                       # narrowed stack by stack (_second_order)
         for index, st in enumerate(plan.stacks):
-            y2 = _second_order(u1_f, plan.groups, st, t)                    # (B, R, L)
-            dy2 = _second_order(du1_f, plan.groups, st, t) if tan else None  # (P, B, R, L)
+            y2 = _second_order(views, plan.groups, st, t)           # (B, R, L) or (Q, B, R, L)
+            y2, dy2 = (y2[0], y2[1:]) if tan else (y2, None)        # dy2 (P, B, R, L)
             S, dS = self._frequential(y2, st, t, index, L_s, i0, i1, dy2)
             S = S * energy                                                  # (B, n_f, R, frames)
             dS = None if dS is None else dS * energy

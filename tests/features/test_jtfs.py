@@ -15,7 +15,7 @@ from torch.func import jacfwd, jvp, vjp, vmap
 
 from pnp_core.features import Feature, get_feature
 from pnp_core.features.jtfs import (JTFS, LAPTOP_FTM, PAPER_AMFM, PAPER_FTM, _tensors, calibrate_eps,
-                                    _global_stack, _PairModulus)
+                                    _global_stack, _StackModulusSum)
 from pnp_core.synth import get_synth
 
 N = 2**12
@@ -82,14 +82,37 @@ def test_global_stack_equals_direct_complex_products_and_their_tangents():
         torch.testing.assert_close(dA[p], t, rtol=1e-10, atol=1e-10)
 
 
-def test_pair_modulus_gradcheck_and_zero():
-    re = torch.randn(4, 6, dtype=torch.float64, requires_grad=True)
-    im = torch.randn(4, 6, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda a, b: _PairModulus.apply(a, b)[0], (re, im),
-                                     check_forward_ad=True)
-    zero = torch.zeros(3, dtype=torch.float64)
-    jf = jacfwd(lambda a: _PairModulus.apply(a, a)[0])(zero)
-    assert torch.isfinite(jf).all() and (jf == 0).all()
+@pytest.mark.parametrize("L", [200, 12])      # T ≥ 2M (g scales the matrix) and T < 2M
+def test_stack_modulus_sum_gradcheck_jvp_vmap_and_zero(L):
+    # the frequential stage's autograd.Function: reverse and forward mode against finite
+    # differences (float64), over several time blocks, with exact zeros in Z
+    R, n_k = 3, 1
+    _, _, mats = _stack_mats(R, n_k)
+    Hb = mats["block"]
+    gen = torch.Generator().manual_seed(2)
+    Ys = torch.randn(2, 2 * R, L, dtype=torch.float64, generator=gen)
+    Ys[:, :, 5:9] = 0                                      # Z = 0 there: phase 0, finite
+    import pnp_core.features.jtfs as jt
+    old, jt._BLOCK_NUMBERS = jt._BLOCK_NUMBERS, 2**9       # several blocks of 32 steps
+    try:
+        assert torch.autograd.gradcheck(lambda v: _StackModulusSum.apply(v, Hb),
+                                         (Ys.clone().requires_grad_(),), check_forward_ad=True,
+                                         check_batched_grad=True, check_batched_forward_grad=True)
+        # vmap over the primal and over tangents/cotangents (torch.func)
+        f = lambda v: _StackModulusSum.apply(v, Hb)        # noqa: E731
+        torch.testing.assert_close(vmap(f)(Ys[:, None]).squeeze(1), f(Ys))
+        T = torch.randn(4, *Ys.shape, dtype=torch.float64, generator=gen)
+        cols = vmap(lambda d: jvp(f, (Ys,), (d,))[1])(T)
+        _, pull = vjp(f, Ys)
+        G = torch.randn(4, 2, Hb.shape[0] // 2, dtype=torch.float64, generator=gen)
+        rows = vmap(pull)(G)[0]
+        torch.testing.assert_close((rows * T).sum((1, 2, 3)), (G * cols).sum((1, 2)))
+    finally:
+        jt._BLOCK_NUMBERS = old
+    zero = torch.zeros(1, 2 * R, 40, dtype=torch.float64)
+    assert (jacfwd(lambda v: _StackModulusSum.apply(v, Hb))(zero) == 0).all()
+    g = torch.func.grad(lambda v: _StackModulusSum.apply(v, Hb).sum())(zero)
+    assert torch.isfinite(g).all() and (g == 0).all()
 
 
 # ---------------------------------------------------------------------------

@@ -9,8 +9,9 @@ import torch
 
 from pnp_core.cli import main
 from pnp_core.errors import DataError
-from pnp_core.matching.match_audio import load_target
+from pnp_core.matching.match_audio import LevelMatched, load_target, rms
 from pnp_core.spec import RunSpec
+from pnp_core.synth import Synth
 
 from test_matching import SMALL
 
@@ -77,6 +78,52 @@ def test_pnp_match_recovers_known_theta(tmp_path, optimizer, steps):
         assert (out / f"known.spectrograms.{ext}").stat().st_size > 0
 
 
+def test_level_matched_synth_has_the_target_level_and_exact_tangents():
+    # LevelMatched's tangents (from the inner synth's, projected) against autodiff through
+    # its own synthesize (the base class's tangents), float64
+    spec = RunSpec.from_entry(dict(SMALL))
+    g = LevelMatched(spec.synth, 0.3)
+    theta = torch.tensor([[700.0, 9.0, 1.7], [600.0, 5.0, 0.8]], dtype=torch.float64)
+    x, dx = g.tangents(theta)
+    x_ad, dx_ad = Synth.tangents(g, theta)
+    torch.testing.assert_close(x, g(theta), rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(x, x_ad, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(dx, dx_ad, rtol=1e-9, atol=1e-9 * dx_ad.abs().max().item())
+    torch.testing.assert_close(rms(x)[:, 0], torch.full((2,), 0.3, dtype=torch.float64))
+    assert g.space is spec.synth.space and g.settings() == spec.synth.settings()
+    with pytest.raises(ValueError, match="positive"):
+        LevelMatched(spec.synth, 0.0)
+
+
+def test_pnp_match_is_gain_invariant(tmp_path):
+    # a file at half the synthesizer's level, 16-bit: matched at the file's level (default)
+    # θ comes back; compared at the synthesizer's own level it does not
+    torch.set_num_threads(1)
+    spec = RunSpec.from_entry(dict(SMALL))
+    theta = np.array([700.0, 9.0, 1.7])
+    x = 0.5 * spec.synth(torch.as_tensor(theta)[None])[0].numpy()
+    wav = tmp_path / "quiet.wav"
+    sf.write(wav, x, spec.synth.sr, subtype="PCM_16")
+    errors = {}
+    for level in ("match", "synth"):
+        out = tmp_path / level
+        rc = main(["match", str(wav), "--entry", json.dumps(SMALL), "--grid", "3", "--starts",
+                   "2", "--steps", "20", "--level", level, "--no-progress", "--out", str(out),
+                   "--threads", "1"])
+        assert rc == 0
+        doc = json.loads((out / "quiet.theta.json").read_text())
+        assert doc["level"] == level
+        got = np.array([r["value"] for r in doc["parameters"]])
+        errors[level] = np.abs(got / theta - 1).max()
+        y, _ = sf.read(out / "quiet.match.wav")
+        if level == "match":             # the resynthesis at the file's level
+            assert doc["gain"] == pytest.approx(0.5, rel=0.01)
+            assert rms(y)[0] == pytest.approx(rms(x)[0], rel=1e-3)
+        else:
+            assert doc["gain"] == 1.0
+    assert errors["match"] < 0.02 < errors["synth"], errors
+
+
 def _tiny_model(tmp_path, entry):
     """A P-loss encoder trained for one epoch on ``entry``'s synthesizer (a few seconds)."""
     import pandas as pd
@@ -129,7 +176,8 @@ def test_pnp_match_refines_a_trained_encoders_prediction(tmp_path):
     start = np.clip(raw, spec.space.low, spec.space.high)
     from pnp_core.matching.matchers import Objective, box_scaler
 
-    obj = Objective("jtfs", spec.synth, box_scaler(spec.space),
+    # candidates compared at the file's level (the default --level match)
+    obj = Objective("jtfs", LevelMatched(spec.synth, float(rms(x)[0])), box_scaler(spec.space),
                     torch.as_tensor(x, dtype=torch.float32)[None], feature=spec.feature)
     nu_start = box_scaler(spec.space).forward(torch.as_tensor(start)[None]).float()
     assert doc["encoder_loss"] == pytest.approx(float(obj(nu_start)[0]), rel=1e-4)

@@ -1,6 +1,7 @@
 """Match a sound file with a synthesizer: load (mono by averaging channels, resampled to
 the synthesizer's rate, trimmed or zero-padded to its length; every conversion is
-printed), coarse grid search under JTFS (and, with --model, a trained encoder's
+printed), every candidate brought to the file's RMS level (--level), coarse grid search
+under JTFS (and, with --model, a trained encoder's
 prediction as one more start), refinement of the JTFS loss by Levenberg–Marquardt (default)
 or Adam. Writes
 <out>/<stem>.theta.csv/.json (θ̂ with units), <stem>.match.wav (the resynthesis) and
@@ -30,6 +31,10 @@ def add_arguments(parser) -> None:
                              "(default); adam: gradient descent through the JTFS")
     parser.add_argument("--steps", type=int, default=None,
                         help="refinement steps (default 30 for lm, 100 for adam)")
+    parser.add_argument("--level", choices=["match", "synth"], default="match",
+                        help="match (default): compare every candidate at the file's RMS "
+                             "level (a file's gain is arbitrary); synth: at the "
+                             "synthesizer's own level")
     parser.add_argument("--lr", type=float, default=0.05,
                         help="Adam learning rate (default 0.05; adam only)")
     add_threads_argument(parser)
@@ -47,7 +52,7 @@ def run(args) -> int:
     spec = spec_from_args(args)
     result = match_file(spec, args.target, grid=args.grid, starts=args.starts, steps=args.steps,
                         lr=args.lr, progress=not args.no_progress,
-                        model=args.model, optimizer=args.optimizer)
+                        model=args.model, optimizer=args.optimizer, level=args.level)
     for note in result["notes"]:
         print(f"{args.target}: {note}")
     paths = write_match(spec, result, args.out, Path(args.target).stem, str(args.target))
@@ -58,6 +63,8 @@ def run(args) -> int:
         starts.append(f"{result['encoder_loss']:.4g} (encoder)")
     if result["grid_loss"] is not None:
         starts.append(f"{result['grid_loss']:.4g} (best grid point)")
+    level = (f"at the file's level (the synthesizer's sound × {result['gain']:.4g})"
+             if result["level"] == "match" else "at the synthesizer's own level")
     print(f"JTFS loss {', '.join(starts)} → {result['loss']:.4g} (from the {result['start']} "
-          f"start); wrote {', '.join(str(p) for p in paths)}")
+          f"start; compared {level}); wrote {', '.join(str(p) for p in paths)}")
     return 0

@@ -9,13 +9,20 @@ Steps (:func:`match_file`):
    at the end. Refused with :class:`~pnp_core.errors.DataError` naming the file: a
    file soundfile cannot decode (not audio, corrupt), an empty file, a silent one,
    NaN/Inf samples.
-2. **Coarse search**: the JTFS distance from the target to every sound of a
+2. **Level.** A file's gain is arbitrary (a recording, a peak-normalised export), and the
+   JTFS distance log1p(S/ε) is not gain-invariant: a target at 0.72× the synthesizer's
+   level pulled the AM/FM match from f_m = 9.32 Hz to 8.42 Hz. By default
+   (``level="match"``) every candidate g(θ) is brought to the target's RMS level before
+   Φ (:class:`LevelMatched`, which keeps the analytic tangents of the Jacobian stage), so
+   only the sound's shape is matched, and the resynthesis comes out at the target's level.
+   ``level="synth"`` compares at the synthesizer's own level (for sounds straight from it).
+3. **Coarse search**: the JTFS distance from the target to every sound of a
    ``grid``³ (or ``grid``^P) grid uniform in ν (the dataset's natural domain); the
    ``starts`` nearest grid points are the initial points.
    With ``model`` (a trained run's ``model.pt``), the encoder's prediction θ̂ = f_W(x)
    is one more start (:func:`encoder_start`): amortised inference refined per sound.
    ``starts = 0`` with a model skips the grid search and refines the prediction only.
-3. **Refinement** of the JTFS loss from those starts (batched): Levenberg–Marquardt
+4. **Refinement** of the JTFS loss from those starts (batched): Levenberg–Marquardt
    (``optimizer="lm"``, default: forward-mode Jacobians of the JTFS, ~30 trials;
    :func:`pnp_core.matching.matchers.match_lm`) or Adam (``"adam"``, ~100 reverse-mode steps);
    the θ̂ of lowest final loss wins.
@@ -32,6 +39,10 @@ import torch
 
 from pnp_core.errors import DataError
 from pnp_core.matching.matchers import Objective, box_scaler, match, match_lm
+from pnp_core.synth.base import Synth
+
+#: how ``pnp match`` treats the target's gain (see the module docstring)
+LEVELS = ("match", "synth")
 
 
 @dataclass
@@ -81,12 +92,52 @@ def load_target(path, sr: int, n_samples: int) -> Loaded:
     return Loaded(x, sr, notes)
 
 
+def rms(x):
+    """Root mean square over the last axis (keeps it, size 1); numpy or torch."""
+    return (x * x).mean(-1, keepdims=True) ** 0.5 if isinstance(x, np.ndarray) \
+        else (x * x).mean(-1, keepdim=True).sqrt()
+
+
+class LevelMatched(Synth):
+    """g̃(θ) = g(θ) · ρ*/ρ(g(θ)): a synthesizer brought to the RMS level ρ* of a target.
+
+    Same parameters, rate and length as ``synth``. Its :meth:`tangents` come from the
+    inner synthesizer's (analytic where it has them): with s = ρ*/ρ and ρ² = ‖x‖²/N,
+    ∂x̃/∂θ_p = s·(ẋ_p − x·⟨x, ẋ_p⟩/‖x‖²). A silent candidate stays silent (ρ clamped).
+    """
+
+    def __init__(self, synth: Synth, level: float) -> None:
+        if not level > 0:
+            raise ValueError(f"LevelMatched: the target level must be positive, not {level}")
+        self.inner, self.level = synth, float(level)
+        self.name, self.space = synth.name, synth.space
+        self.sr, self.n_samples = synth.sr, synth.n_samples
+
+    def _gain(self, x: torch.Tensor) -> torch.Tensor:
+        return self.level / rms(x).clamp_min(1e-30)
+
+    def synthesize(self, theta: torch.Tensor) -> torch.Tensor:
+        x = self.inner(theta)
+        return x * self._gain(x)
+
+    def tangents(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x, dx = self.inner.tangents(theta)                      # (B, N), (P, B, N)
+        s = self._gain(x)
+        proj = (x * dx).sum(-1, keepdim=True) / (x * x).sum(-1, keepdim=True).clamp_min(1e-300)
+        return x * s, s * (dx - x * proj)
+
+    def settings(self) -> dict:
+        return self.inner.settings()
+
+
 def grid_search(spec, target: torch.Tensor, grid: int, starts: int,
-                batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
-    """The ``starts`` grid points nearest to the target under Φ.
+                batch_size: int = 32, synth: Synth | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The ``starts`` grid points nearest to the target under Φ (of ``synth``'s sounds,
+    default the entry's synthesizer).
 
     Returns ν (starts, P) and their losses (starts,), best first.
     """
+    synth = spec.synth if synth is None else synth
     scaler = box_scaler(spec.space)
     P = len(spec.space)
     axis = np.linspace(-1.0, 1.0, grid + 2)[1:-1]           # cell centres, off the box edges
@@ -95,7 +146,7 @@ def grid_search(spec, target: torch.Tensor, grid: int, starts: int,
     with torch.no_grad():
         for s in range(0, len(nus), batch_size):
             chunk = nus[s:s + batch_size]
-            obj = Objective("jtfs", spec.synth, scaler, target.expand(len(chunk), -1),
+            obj = Objective("jtfs", synth, scaler, target.expand(len(chunk), -1),
                             feature=spec.feature)
             losses.append(obj(chunk))
     losses = torch.cat(losses).double().numpy()
@@ -135,8 +186,11 @@ DEFAULT_STEPS = {"lm": 30, "adam": 100}
 
 def match_file(spec, path, *, grid: int = 5, starts: int = 4, steps: int | None = None,
                lr: float = 0.05, lr_end: float = 0.1, progress: bool = True,
-               model=None, optimizer: str = "lm") -> dict:
+               model=None, optimizer: str = "lm", level: str = "match") -> dict:
     """Match a sound file; see the module docstring.
+
+    ``level``: ``"match"`` (default) compares every candidate at the target's RMS level,
+    ``"synth"`` at the synthesizer's own level.
 
     ``model``: optional path of a trained run's ``model.pt``; its prediction is refined
     beside the ``starts`` best grid points (``starts = 0``: the prediction alone).
@@ -147,18 +201,22 @@ def match_file(spec, path, *, grid: int = 5, starts: int = 4, steps: int | None 
     and ``match`` (N,) float64 audio, ``notes`` (conversions), ``grid_loss`` (best grid
     loss; None without a grid search), ``encoder_theta`` and ``encoder_loss`` (the model's
     prediction and its JTFS loss before refinement; None without a model),
-    ``start`` (``"encoder"`` or ``"grid"``: where the winner started), ``sr``.
+    ``start`` (``"encoder"`` or ``"grid"``: where the winner started), ``sr``, ``level``
+    and ``gain`` (ρ*/ρ(g(θ̂)), the factor that brought the match to the target's level;
+    1 with ``level="synth"``).
     """
     if starts < 1 and model is None:
         raise ValueError("starts must be ≥ 1 without a model")
     if optimizer not in DEFAULT_STEPS:
         raise ValueError(f"optimizer must be one of {sorted(DEFAULT_STEPS)}, not {optimizer!r}")
+    if level not in LEVELS:
+        raise ValueError(f"level must be one of {list(LEVELS)}, not {level!r}")
     steps = DEFAULT_STEPS[optimizer] if steps is None else int(steps)
-    synth = spec.synth
-    loaded = load_target(path, synth.sr, synth.n_samples)
+    loaded = load_target(path, spec.synth.sr, spec.synth.n_samples)
+    synth = LevelMatched(spec.synth, float(rms(loaded.x)[0])) if level == "match" else spec.synth
     target = torch.as_tensor(loaded.x, dtype=torch.float32)[None]
     scaler = box_scaler(spec.space)
-    nu0, grid_losses = (grid_search(spec, target, grid, starts) if starts > 0
+    nu0, grid_losses = (grid_search(spec, target, grid, starts, synth=synth) if starts > 0
                         else (np.empty((0, len(spec.space))), None))
     origins = ["grid"] * len(nu0)
     enc_theta = enc_loss = None
@@ -179,7 +237,9 @@ def match_file(spec, path, *, grid: int = 5, starts: int = 4, steps: int | None 
     theta = res.theta[k]
     with torch.no_grad():
         x_hat = synth(torch.as_tensor(theta, dtype=torch.float64)[None])[0].numpy()
-    return {"theta": theta, "loss": float(res.loss[-1, k]),
+        own = spec.synth(torch.as_tensor(theta, dtype=torch.float64)[None])[0].numpy()
+    gain = float(rms(x_hat)[0] / max(float(rms(own)[0]), 1e-300))
+    return {"level": level, "gain": gain,"theta": theta, "loss": float(res.loss[-1, k]),
             "grid_loss": None if grid_losses is None else float(grid_losses[0]),
             "encoder_theta": enc_theta, "encoder_loss": enc_loss, "start": origins[k],
             "target": loaded.x, "match": x_hat, "notes": loaded.notes, "sr": synth.sr,
@@ -208,6 +268,7 @@ def write_match(spec, result: dict, out_dir, stem: str, source: str) -> list[Pat
            "parameters": rows, "jtfs_loss": result["loss"], "grid_loss": result.get("grid_loss"),
            "encoder_loss": result.get("encoder_loss"), "start": result.get("start"),
            "optimizer": result.get("optimizer"), "steps": result.get("iterations"),
+           "level": result.get("level"), "gain": result.get("gain"),
            "conversions": result["notes"], "provenance": spec.provenance()}
     with atomic_path(paths[1]) as tmp:
         tmp.write_text(json.dumps(doc, indent=2))
@@ -220,4 +281,5 @@ def write_match(spec, result: dict, out_dir, stem: str, source: str) -> list[Pat
     return paths
 
 
-__all__ = ["Loaded", "load_target", "grid_search", "encoder_start", "match_file", "write_match"]
+__all__ = ["LEVELS", "LevelMatched", "Loaded", "load_target", "grid_search", "encoder_start",
+           "match_file", "rms", "write_match"]

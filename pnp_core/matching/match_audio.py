@@ -239,7 +239,7 @@ def match_file(spec, path, *, grid: int = 5, starts: int = 4, steps: int | None 
         x_hat = synth(torch.as_tensor(theta, dtype=torch.float64)[None])[0].numpy()
         own = spec.synth(torch.as_tensor(theta, dtype=torch.float64)[None])[0].numpy()
     gain = float(rms(x_hat)[0] / max(float(rms(own)[0]), 1e-300))
-    return {"level": level, "gain": gain,"theta": theta, "loss": float(res.loss[-1, k]),
+    return {"level": level, "gain": gain, "theta": theta, "loss": float(res.loss[-1, k]),
             "grid_loss": None if grid_losses is None else float(grid_losses[0]),
             "encoder_theta": enc_theta, "encoder_loss": enc_loss, "start": origins[k],
             "target": loaded.x, "match": x_hat, "notes": loaded.notes, "sr": synth.sr,

@@ -66,14 +66,6 @@ COLUMNS = ["impl", "settings", "batch", "dtype", "seconds_per_sample", "peak_mem
 # child: one measurement
 # ---------------------------------------------------------------------------
 
-def _status_kb(key: str) -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    raise KeyError(key)
-
-
 def _thetas(space, batch: int, dtype):
     import numpy as np
     import torch
@@ -90,6 +82,7 @@ def run_case(case: dict) -> dict:
     if case.get("threads"):
         torch.set_num_threads(case["threads"])
     from pnp_core.features import jtfs as J
+    from pnp_core.metric.jacobian import proc_status_kb
     from pnp_core.synth import get_synth
 
     dtype = {"float32": torch.float32, "float64": torch.float64}[case["dtype"]]
@@ -145,7 +138,7 @@ def run_case(case: dict) -> dict:
         else:
             raise ValueError(impl)
 
-    base_kb = _status_kb("VmRSS")
+    base_kb = proc_status_kb("VmRSS")
     call()                                                        # warm-up (same peak)
     times = []
     deadline = time.perf_counter() + case["budget_s"]
@@ -155,7 +148,7 @@ def run_case(case: dict) -> dict:
         times.append(time.perf_counter() - t0)
         if time.perf_counter() > deadline and i >= 1:
             break
-    peak_kb = _status_kb("VmHWM")
+    peak_kb = proc_status_kb("VmHWM")
     times.sort()
     return dict(impl=impl, settings=case["settings"], batch=case["batch"], dtype=case["dtype"],
                 seconds_per_sample=times[0] / case["batch"],

@@ -42,14 +42,6 @@ REPO = Path(__file__).resolve().parents[1]
 TARGET_RATIO = 3.0
 
 
-def _status_kb(key: str) -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    raise KeyError(key)
-
-
 def run_case(case: dict) -> dict:
     """Time fwd, fwd_grad and fwd_bwd of one (settings, batch, dtype); returns a CSV row."""
     import numpy as np
@@ -58,6 +50,7 @@ def run_case(case: dict) -> dict:
     if case.get("threads"):
         torch.set_num_threads(case["threads"])
     from pnp_core.features import jtfs as J
+    from pnp_core.metric.jacobian import proc_status_kb
     from pnp_core.synth import get_synth
 
     dtype = getattr(torch, case["dtype"])
@@ -83,7 +76,7 @@ def run_case(case: dict) -> dict:
         f(xx).sum().backward()
 
     calls = {"fwd": fwd, "fwd_grad": fwd_grad, "fwd_bwd": fwd_bwd}
-    base_kb = _status_kb("VmRSS")
+    base_kb = proc_status_kb("VmRSS")
     for fn in calls.values():                                     # warm-up
         fn()
     times = {k: [] for k in calls}
@@ -95,7 +88,7 @@ def run_case(case: dict) -> dict:
             times[k].append(time.perf_counter() - t0)
         if time.perf_counter() > deadline and i >= 2:
             break
-    peak_kb = _status_kb("VmHWM")
+    peak_kb = proc_status_kb("VmHWM")
     med = {k: statistics.median(v) for k, v in times.items()}
     return dict(settings=case["settings"], batch=case["batch"], dtype=case["dtype"],
                 n_coefficients=f.n_coefficients,

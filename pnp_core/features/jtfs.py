@@ -532,8 +532,7 @@ def _block_len(rows: int, n_tan: int) -> int:
     the products (primal and ``n_tan`` tangents, ``rows`` rows) holds ~2^21 numbers. Larger
     blocks leave cache, smaller ones cost more in per-op overhead than they gain
     (measured at the paper's setting, float64, 2 threads: 2^21 best, 2^17 twice as slow)."""
-    target = 2**17 if n_tan == 0 else 2**21
-    return 1 << max(6, int(math.log2(max(1, target // max(1, rows * 2 * (1 + n_tan))))))
+    return 1 << max(6, int(math.log2(max(1, 2**21 // max(1, rows * 2 * (1 + n_tan))))))
 
 
 def _safe_inverse(m: torch.Tensor) -> torch.Tensor:
@@ -585,16 +584,15 @@ def _global_stack(y2: torch.Tensor, H: dict, R: int, n_k: int, window: tuple,
     Ys = torch.view_as_real(y).movedim(-1, -3).reshape(B, 2 * R, T)
     if dy2 is None:
         return _StackModulusSum.apply(Ys, Hb), None
-    n_tan = 0 if dy2 is None else dy2.shape[0]
+    n_tan = dy2.shape[0]
     total = torch.zeros(B, M, dtype=Ys.dtype, device=Ys.device)
-    if n_tan:
-        # (P, B, R, T) complex → real and imaginary (B, R, T·P): tangents innermost
-        dyt = dy2[..., a:b].permute(1, 2, 3, 0)
-        dyv_re = dyt.real.reshape(B, R, T * n_tan)
-        dyv_im = dyt.imag.reshape(B, R, T * n_tan)
-        Hc = H["conj"]
-        dtotal = torch.zeros(B, M, n_tan, dtype=Ys.dtype, device=Ys.device)
-        sign = torch.tensor([1.0, -1.0], dtype=Ys.dtype, device=Ys.device)[:, None]
+    # (P, B, R, T) complex → real and imaginary (B, R, T·P): tangents innermost
+    dyt = dy2[..., a:b].permute(1, 2, 3, 0)
+    dyv_re = dyt.real.reshape(B, R, T * n_tan)
+    dyv_im = dyt.imag.reshape(B, R, T * n_tan)
+    Hc = H["conj"]
+    dtotal = torch.zeros(B, M, n_tan, dtype=Ys.dtype, device=Ys.device)
+    sign = torch.tensor([1.0, -1.0], dtype=Ys.dtype, device=Ys.device)[:, None]
     Tb = _block_len(M, n_tan)
     for t0 in range(0, T, Tb):
         t1 = min(T, t0 + Tb)
@@ -603,8 +601,6 @@ def _global_stack(y2: torch.Tensor, H: dict, R: int, n_k: int, window: tuple,
         zr, zi = Z[:, :M], Z[:, M:]
         m = torch.addcmul(zr * zr, zi, zi).sqrt_()
         total += m.sum(dim=-1)
-        if not n_tan:
-            continue
         inv = _safe_inverse(m)
         ur, ui = zr * inv, zi * inv                                        # phases (B, M, n)
         dre = torch.matmul(Hc, dyv_re[..., n_tan * t0:n_tan * t1]).view(B, M, n, n_tan)
@@ -621,7 +617,7 @@ def _global_stack(y2: torch.Tensor, H: dict, R: int, n_k: int, window: tuple,
         d_cd = (torch.matmul(wr, dim[:, R + Rw:]) - torch.matmul(wi, dre[:, R + Rw:])) * sign
         d_w = d_ab + d_cd                                                  # (B, Rw, 2, P)
         dtotal[:, R:] += d_w.transpose(1, 2).flatten(1, 2)
-    return total, (dtotal.permute(2, 0, 1) if n_tan else None)
+    return total, dtotal.permute(2, 0, 1)
 
 
 def _first_order_streams(xs_f: torch.Tensor, psi: torch.Tensor, g: _Group) -> torch.Tensor:

@@ -199,7 +199,7 @@ def check_finite(what: str, x: torch.Tensor, ids) -> None:
 # peak memory of a code block (for the auto method and the benchmark)
 
 
-def _proc_status_kb(field: str) -> int | None:
+def proc_status_kb(field: str) -> int | None:
     """A ``kB`` field of /proc/self/status (e.g. VmHWM, VmRSS); None where unavailable."""
     try:
         with open("/proc/self/status") as fh:
@@ -210,11 +210,11 @@ def _proc_status_kb(field: str) -> int | None:
 
 
 def _vm_hwm_kb() -> int | None:
-    return _proc_status_kb("VmHWM")
+    return proc_status_kb("VmHWM")
 
 
 def _vm_rss_kb() -> int | None:
-    return _proc_status_kb("VmRSS")
+    return proc_status_kb("VmRSS")
 
 
 def _reset_hwm() -> bool:
@@ -533,6 +533,6 @@ def compute_shard(spec, params, fold: str, shard: int = 0, shard_size: int | Non
 __all__ = [
     "METHODS", "NonFiniteJacobianError", "forward_map", "jacobian_jvp", "jacobian_vmap",
     "synth_tangents", "compute_shard",
-    "metric_from_jacobian", "check_finite", "PeakMemory", "choose_vmap_chunk",
+    "metric_from_jacobian", "check_finite", "PeakMemory", "proc_status_kb", "choose_vmap_chunk",
     "JacobianComputer", "compute_metrics",
 ]
